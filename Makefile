@@ -1,0 +1,58 @@
+# hoinghi: `make run` starts a demo node, `make test` runs every check. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOINGHI := $(BIN)/hoinghi
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint types pytest setup setup-test clean
+
+run: $(VENV)/.run-installed node_modules/.installed
+	$(HOINGHI) migrate
+	$(HOINGHI) demo
+	$(HOINGHI) serve
+
+setup: $(VENV)/.run-installed node_modules/.installed
+setup-test: $(VENV)/.test-installed node_modules/.installed chromium
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Browser tests drive Debian's chromium (no browser download); install it when missing.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install chromium'"; exit 1; \
+	  fi; \
+	fi
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+pytest: setup-test
+	$(BIN)/pytest
+
+test: setup-test lint types pytest
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,0 +1,142 @@
+"""JSON API: the same operations as the pages, with ``{"ok": ...}`` envelopes.
+
+Every state-changing call needs the ``X-CSRF-Token`` header: before login from
+``GET /api/csrf``, after login from the login answer or ``GET /api/me``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from server import auth, meetings
+from server.errors import AppError, read_json
+from server.models import Role
+from server.state import ctx
+
+routes = web.RouteTableDef()
+
+
+def ok(status: int = 200, **body: Any) -> web.Response:
+    return web.json_response(
+        {"ok": True, **body}, status=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+@routes.get("/api/csrf")
+async def api_csrf(request: web.Request) -> web.StreamResponse:
+    user = auth.current_user(request)
+    if user is not None:
+        return ok(csrf_token=user.csrf_token)
+    token, new_cookie = auth.prelogin_token(ctx(request), request)
+    response = ok(csrf_token=token)
+    if new_cookie:
+        auth.set_cookie(response, request, auth.PRELOGIN_COOKIE, new_cookie)
+    return response
+
+
+@routes.post("/api/login")
+async def api_login(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, LoginIn)
+    node = ctx(request)
+    user = await auth.authenticate(node, body.username, body.password, auth.client_address(request))
+    token, session = await auth.start_session(node, user)
+    response = ok(
+        user={
+            "id": user.id,
+            "username": user.username,
+            "full_name": user.full_name,
+            "role": user.role.value,
+            "unit": node.units.get(user.unit_id).code,
+        },
+        csrf_token=session.csrf_token,
+    )
+    auth.attach_session_cookie(response, request, token)
+    response.del_cookie(auth.PRELOGIN_COOKIE, path="/")
+    return response
+
+
+@routes.post("/api/logout")
+async def api_logout(request: web.Request) -> web.StreamResponse:
+    auth.require_user(request)
+    response = ok()
+    await auth.end_session(request, response)
+    return response
+
+
+@routes.get("/api/me")
+async def api_me(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    unit = ctx(request).units.get(user.unit_id)
+    return ok(
+        user={**user.public(), "unit": unit.code, "unit_name": unit.name},
+        csrf_token=user.csrf_token,
+    )
+
+
+# -- meetings ----------------------------------------------------------------------------------
+
+
+def _meeting_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["meeting_id"])
+    except ValueError as exc:
+        raise AppError(404, "meeting_not_found", "No such meeting.") from exc
+
+
+@routes.get("/api/meetings")
+async def api_meetings(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    async with node.sessionmaker() as db:
+        items = await meetings.list_visible(db, user, node.units)
+    return ok(meetings=[meetings.meeting_json(m, node.units, user) for m in items])
+
+
+@routes.post("/api/meetings")
+async def api_meeting_create(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request, roles=[Role.CHAIR])
+    data = await read_json(request, meetings.MeetingIn)
+    node = ctx(request)
+    async with node.sessionmaker() as db, db.begin():
+        meeting = await meetings.create_meeting(db, user, node.units, data)
+    return ok(201, meeting=meetings.meeting_json(meeting, node.units, user))
+
+
+@routes.get("/api/meetings/{meeting_id}")
+async def api_meeting_get(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    async with node.sessionmaker() as db:
+        meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
+    return ok(meeting=meetings.meeting_json(meeting, node.units, user))
+
+
+@routes.patch("/api/meetings/{meeting_id}")
+async def api_meeting_update(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    patch = await read_json(request, meetings.MeetingPatch)
+    node = ctx(request)
+    async with node.sessionmaker() as db, db.begin():
+        meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
+        await meetings.update_meeting(db, user, node.units, meeting, patch)
+    return ok(meeting=meetings.meeting_json(meeting, node.units, user))
+
+
+@routes.post("/api/meetings/{meeting_id}/cancel")
+async def api_meeting_cancel(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    async with node.sessionmaker() as db, db.begin():
+        meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
+        await meetings.cancel_meeting(db, user, node.units, meeting)
+    return ok(meeting=meetings.meeting_json(meeting, node.units, user))

@@ -1,0 +1,312 @@
+"""Accounts and access: password hashes, login sessions, CSRF, the failed-login limit.
+
+Every handler asks ``require_user`` (optionally with roles) for the caller; scope checks
+against the unit tree live beside the data they guard (``server/meetings.py``,
+``server/admin.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiohttp import web
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from server.errors import AppError, Handler
+from server.models import LoginFailure, Role, Session, User, utcnow
+from server.state import NodeContext, ctx
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "hoinghi_session"
+PRELOGIN_COOKIE = "hoinghi_pre"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    id: int
+    username: str
+    full_name: str
+    role: Role
+    unit_id: int
+    csrf_token: str
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "full_name": self.full_name,
+            "role": self.role.value,
+            "unit_id": self.unit_id,
+        }
+
+
+USER = web.RequestKey("hoinghi_user", CurrentUser)
+PRELOGIN_CSRF = web.RequestKey("hoinghi_prelogin_csrf", str)
+PRELOGIN_NEW_COOKIE = web.RequestKey("hoinghi_prelogin_cookie", str)
+
+
+def current_user(request: web.Request) -> CurrentUser | None:
+    return request.get(USER)
+
+
+# -- passwords -----------------------------------------------------------------------------
+
+
+async def hash_password(node: NodeContext, password: str) -> str:
+    # Argon2 costs tens of milliseconds of CPU: keep it off the event loop.
+    return await asyncio.to_thread(node.hasher.hash, password)
+
+
+async def verify_password(node: NodeContext, stored: str, password: str) -> bool:
+    def _verify() -> bool:
+        try:
+            return node.hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(_verify)
+
+
+def check_new_password(password: str) -> str | None:
+    """The reason a new password is refused, or None."""
+    if len(password) < 8:
+        return "must be at least 8 characters"
+    if len(password) > 256:
+        return "must be at most 256 characters"
+    return None
+
+
+# -- request identity ----------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_address(request: web.Request) -> str:
+    return (request.remote or "unknown")[:64]
+
+
+def is_secure(request: web.Request) -> bool:
+    return request.scheme == "https"
+
+
+def set_cookie(
+    response: web.StreamResponse,
+    request: web.Request,
+    name: str,
+    value: str,
+    max_age: int | None = None,
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=is_secure(request),
+    )
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        user = await load_session_user(ctx(request), token)
+        if user is not None:
+            request[USER] = user
+    return await handler(request)
+
+
+async def load_session_user(node: NodeContext, token: str) -> CurrentUser | None:
+    async with node.sessionmaker() as db:
+        row = (
+            await db.execute(
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.token_hash == _token_hash(token))
+            )
+        ).first()
+    if row is None:
+        return None
+    session, user = row
+    if session.expires_at <= utcnow() or not user.active:
+        return None
+    return CurrentUser(
+        user.id, user.username, user.full_name, user.role, user.unit_id, session.csrf_token
+    )
+
+
+def require_user(request: web.Request, roles: Iterable[Role] | None = None) -> CurrentUser:
+    user = current_user(request)
+    if user is None:
+        raise AppError(401, "not_authenticated", "Please log in.")
+    if roles is not None and user.role not in set(roles):
+        raise AppError(403, "forbidden", "Your role may not do this.")
+    return user
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+
+def prelogin_token(node: NodeContext, request: web.Request) -> tuple[str, str | None]:
+    """The CSRF token for a page seen before login, and a new cookie value if one is needed."""
+    cookie = request.cookies.get(PRELOGIN_COOKIE)
+    new_cookie = None
+    if not cookie or len(cookie) > 100:
+        cookie = new_cookie = secrets.token_urlsafe(24)
+    token = hmac.new(node.secret.encode(), cookie.encode(), hashlib.sha256).hexdigest()
+    return token, new_cookie
+
+
+def expected_csrf(request: web.Request) -> str | None:
+    user = current_user(request)
+    if user is not None:
+        return user.csrf_token
+    cookie = request.cookies.get(PRELOGIN_COOKIE)
+    if not cookie:
+        return None
+    node = ctx(request)
+    return hmac.new(node.secret.encode(), cookie.encode(), hashlib.sha256).hexdigest()
+
+
+async def check_csrf(request: web.Request) -> None:
+    """Refuse a state-changing request without the caller's CSRF token (header or form)."""
+    if request.method in SAFE_METHODS:
+        return
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    expected = expected_csrf(request)
+    if not given or not expected or not hmac.compare_digest(given, expected):
+        raise AppError(
+            403,
+            "csrf_failed",
+            "The form has expired or did not come from this site; reload the page.",
+        )
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/socket.io/"):
+        return await handler(request)  # the socket authenticates with the session cookie
+    await check_csrf(request)
+    return await handler(request)
+
+
+# -- login and logout --------------------------------------------------------------------------
+
+
+async def _failures_since(
+    node: NodeContext, column: InstrumentedAttribute[str], value: str
+) -> tuple[int, datetime | None]:
+    since = utcnow() - timedelta(minutes=node.settings.login_window_minutes)
+    async with node.sessionmaker() as db:
+        count, oldest = (
+            await db.execute(
+                select(func.count(), func.min(LoginFailure.at)).where(
+                    column == value, LoginFailure.at > since
+                )
+            )
+        ).one()
+    return int(count), oldest
+
+
+async def check_login_limit(node: NodeContext, username: str, address: str) -> None:
+    s = node.settings
+    for column, value, limit in (
+        (LoginFailure.username, username, s.login_max_failures_account),
+        (LoginFailure.address, address, s.login_max_failures_address),
+    ):
+        count, oldest = await _failures_since(node, column, value)
+        if count >= limit:
+            wait = s.login_window_minutes
+            if oldest is not None:
+                elapsed = utcnow() - oldest
+                wait = max(1, s.login_window_minutes - int(elapsed.total_seconds() // 60))
+            raise AppError(
+                429,
+                "too_many_failures",
+                f"Too many failed logins. Try again in {wait} minute(s).",
+                {"retry_after_minutes": str(wait)},
+            )
+
+
+async def authenticate(node: NodeContext, username: str, password: str, address: str) -> User:
+    username = username.strip().lower()[:64]
+    await check_login_limit(node, username, address)
+    async with node.sessionmaker() as db:
+        user = (
+            await db.execute(select(User).where(User.username == username))
+        ).scalar_one_or_none()
+    # Verify against a real hash even for unknown users so timing does not reveal accounts.
+    stored = user.password_hash if user is not None else node.extras["dummy_hash"]
+    ok = await verify_password(node, stored, password)
+    if user is None or not ok or not user.active:
+        async with node.sessionmaker() as db, db.begin():
+            db.add(LoginFailure(username=username, address=address))
+        log.info("failed login for %r from %s", username, address)
+        raise AppError(401, "bad_credentials", "Wrong username or password.")
+    async with node.sessionmaker() as db, db.begin():
+        await db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        if node.hasher.check_needs_rehash(user.password_hash):
+            db_user = await db.get(User, user.id)
+            if db_user is not None:
+                db_user.password_hash = await hash_password(node, password)
+    return user
+
+
+async def start_session(node: NodeContext, user: User) -> tuple[str, Session]:
+    token = secrets.token_urlsafe(32)
+    lifetime = timedelta(hours=node.settings.session_hours)
+    session = Session(
+        token_hash=_token_hash(token),
+        csrf_token=secrets.token_urlsafe(32),
+        user_id=user.id,
+        expires_at=utcnow() + lifetime,
+    )
+    async with node.sessionmaker() as db, db.begin():
+        # Drop this user's expired sessions while we are here.
+        await db.execute(
+            delete(Session).where(Session.user_id == user.id, Session.expires_at <= utcnow())
+        )
+        db.add(session)
+    return token, session
+
+
+def attach_session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
+    max_age = int(ctx(request).settings.session_hours * 3600)
+    set_cookie(response, request, SESSION_COOKIE, token, max_age=max_age)
+
+
+async def end_session(request: web.Request, response: web.StreamResponse) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        node = ctx(request)
+        async with node.sessionmaker() as db, db.begin():
+            await db.execute(delete(Session).where(Session.token_hash == _token_hash(token)))
+    response.del_cookie(SESSION_COOKIE, path="/")
+
+
+async def end_user_sessions(node: NodeContext, user_id: int) -> None:
+    async with node.sessionmaker() as db, db.begin():
+        await db.execute(delete(Session).where(Session.user_id == user_id))

@@ -1,0 +1,247 @@
+"""The ``hoinghi`` command: serve, migrate, units load, user add, demo, tls self-signed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from server import auth
+from server.config import ConfigError, Settings, load_settings
+from server.db import create_engine, migrate
+from server.models import Role, Unit, User
+from server.units import UnitFileError, load_units, parse_unit_file
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("meeting", "unit", "peer", "node"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"hoinghi: {message}", file=sys.stderr)
+    return code
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(settings))
+    print("database is up to date")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from server.app import SchemaError, node_url, run
+
+    print(f"hoinghi node listening on {node_url(settings)}", flush=True)
+    try:
+        run(settings)
+    except SchemaError as exc:
+        return fail(str(exc))
+    return 0
+
+
+async def _units_load(settings: Settings, path: Path) -> tuple[int, int]:
+    entries = parse_unit_file(path)
+    engine = create_engine(settings.effective_database_url)
+    from server.db import make_sessionmaker
+
+    try:
+        async with make_sessionmaker(engine)() as db, db.begin():
+            return await load_units(db, entries)
+    finally:
+        await engine.dispose()
+
+
+def cmd_units_load(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        added, updated = asyncio.run(_units_load(settings, Path(args.file)))
+    except UnitFileError as exc:
+        return fail(f"unit file refused, nothing was loaded: {exc}")
+    print(f"units loaded: {added} added, {updated} updated")
+    return 0
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    from server.app import node_context
+
+    node = node_context(settings)
+    try:
+        async with node.sessionmaker() as db, db.begin():
+            unit = (
+                await db.execute(select(Unit).where(Unit.code == args.unit))
+            ).scalar_one_or_none()
+            if unit is None:
+                raise ValueError(f"unknown unit {args.unit!r}")
+            taken = await db.execute(select(User.id).where(User.username == args.username))
+            if taken.first() is not None:
+                raise ValueError(f"username {args.username!r} is taken")
+            db.add(
+                User(
+                    username=args.username,
+                    full_name=args.full_name or args.username,
+                    role=Role(args.role),
+                    unit_id=unit.id,
+                    password_hash=await auth.hash_password(node, password),
+                    active=True,
+                )
+            )
+    finally:
+        await node.engine.dispose()
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            return fail("the passwords differ")
+    else:  # piped in, for scripts: the first line of standard input
+        password = sys.stdin.readline().rstrip("\n")
+    problem = auth.check_new_password(password)
+    if problem:
+        return fail(f"password {problem}")
+    try:
+        asyncio.run(_user_add(settings, args, password))
+    except ValueError as exc:
+        return fail(str(exc))
+    print(f"user {args.username} added ({args.role}, {args.unit})")
+    return 0
+
+
+async def _demo(settings: Settings) -> bool:
+    from server.app import node_context
+    from server.demo import seed_demo
+
+    node = node_context(settings)
+    try:
+        return await seed_demo(node)
+    finally:
+        await node.engine.dispose()
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.app import node_url
+    from server.demo import demo_logins_text
+
+    seeded = asyncio.run(_demo(settings))
+    if seeded:
+        print("demo data loaded: Tỉnh Cà Mau with three districts and their communes")
+    else:
+        print("the database already holds data; demo data was not loaded again")
+    print(demo_logins_text(node_url(settings)))
+    return 0
+
+
+def cmd_tls_self_signed(settings: Settings, args: argparse.Namespace) -> int:
+    from server.tls import self_signed
+
+    out = Path(args.out) if args.out else settings.data_dir / "tls"
+    names = args.name or ["localhost", "127.0.0.1"]
+    try:
+        cert, key = self_signed(out, names)
+    except ValueError as exc:
+        return fail(str(exc))
+    print(f"wrote {cert} and {key} for {', '.join(names)}")
+    print("serve HTTPS with:")
+    print(f"  HOINGHI_TLS_CERT={cert} HOINGHI_TLS_KEY={key} hoinghi serve")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hoinghi", description="hoinghi node: multi-level online meetings."
+    )
+    parser.add_argument(
+        "--config", type=Path, help="TOML configuration file (default: $HOINGHI_CONFIG)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start the node")
+    p.add_argument("--host", help="listen address (overrides the configuration)")
+    p.add_argument("--port", type=int, help="listen port (overrides the configuration)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.set_defaults(func=cmd_migrate)
+
+    units = sub.add_parser("units", help="administrative units")
+    units_sub = units.add_subparsers(dest="units_command", required=True)
+    p = units_sub.add_parser("load", help="load units from a YAML or JSON file, all or nothing")
+    p.add_argument("file", help="file with a list of {code, name, level, parent}")
+    p.set_defaults(func=cmd_units_load)
+
+    user = sub.add_parser("user", help="user accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    p = user_sub.add_parser("add", help="add a user; the password is asked for, never an argument")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--unit", required=True, help="code of the user's unit")
+    p.add_argument("--full-name", help="name shown on pages")
+    p.set_defaults(func=cmd_user_add)
+
+    p = sub.add_parser("demo", help="load the Cà Mau demo tree and accounts into an empty database")
+    p.set_defaults(func=cmd_demo)
+
+    tls = sub.add_parser("tls", help="certificates")
+    tls_sub = tls.add_subparsers(dest="tls_command", required=True)
+    p = tls_sub.add_parser("self-signed", help="make a self-signed certificate for a trial")
+    p.add_argument("--name", action="append", help="host name or IP (repeatable)")
+    p.add_argument("--out", help="directory (default: DATA_DIR/tls)")
+    p.set_defaults(func=cmd_tls_self_signed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for key in ("host", "port"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        return fail(str(exc))
+    setup_logging(settings)
+    result: int = args.func(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

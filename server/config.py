@@ -1,0 +1,156 @@
+"""One settings object, built from a TOML file and then ``HOINGHI_*`` environment variables.
+
+Precedence (highest first): environment variable, TOML file, default. Every key is listed
+in README.md with its default; ``Settings.model_fields`` is the source of truth and a test
+checks that README names each one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "HOINGHI_"
+
+
+class ConfigError(Exception):
+    """A configuration file or variable is unusable; the message names the key."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the node listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port the node listens on.")
+    data_dir: Path = Field(Path("var"), description="Directory for the database, keys, TLS.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL; empty means SQLite at DATA_DIR/hoinghi.sqlite3.",
+    )
+    secret_key: str = Field(
+        "",
+        description="Secret for signing; empty means generated once into DATA_DIR/secret_key.",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS when set.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    trust_forwarded: bool = Field(
+        False,
+        description="Honour X-Forwarded-Proto / Forwarded from a reverse proxy.",
+    )
+    session_hours: float = Field(12.0, gt=0, description="Lifetime of a login session.")
+    login_max_failures_account: int = Field(
+        5, ge=1, description="Failed logins per account within the window before a lock."
+    )
+    login_max_failures_address: int = Field(
+        20, ge=1, description="Failed logins per client address within the window."
+    )
+    login_window_minutes: int = Field(15, ge=1, description="Window for the failed-login limit.")
+    timezone: str = Field(
+        "Asia/Ho_Chi_Minh", description="Time zone for showing and entering meeting times."
+    )
+    default_language: Literal["vi", "en"] = Field("vi", description="Language of pages.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: str = Field("INFO", description="Logging level name.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    # -- derived values -------------------------------------------------------------------
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hoinghi.sqlite3').resolve()}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def resolved_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Created with owner-only permissions, atomically: no reader sees a half-written key.
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        os.replace(tmp, path)
+        return key
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            values[name] = environ[key]
+    return values
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings. ``path`` defaults to ``$HOINGHI_CONFIG`` when that is set."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("HOINGHI_CONFIG"):
+        path = Path(environ["HOINGHI_CONFIG"])
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        section = data.get("hoinghi", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: [hoinghi] must be a table")
+        values.update(section)
+    values.update(_env_values(environ))
+    values.update(overrides)
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(root)"
+            problems.append(f"{key}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("invalid configuration: tls_cert and tls_key must be set together")
+    return settings

@@ -1,0 +1,248 @@
+"""Scheduling meetings: who may see and change which meeting, and the wire models.
+
+Scope rule (one rule for every role): a user sees a meeting when its host unit, or one of
+its invited sites, lies in the user's subtree; a user whose unit lies under a unit invited
+as a whole subtree sees it too. Only a chair may schedule (host = the chair's unit), and
+only a chair whose subtree holds the host unit may edit or cancel, before the meeting starts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth import CurrentUser
+from server.errors import AppError, forbidden, invalid, not_found
+from server.models import Meeting, MeetingStatus, MeetingUnit, Role, utcnow
+from server.units import UnitTree
+
+# A chair may set a start a little in the past ("starting now"), not hours back.
+PAST_SLACK = timedelta(minutes=10)
+
+
+def _require_offset(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must include a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+    return value
+
+
+class MeetingIn(BaseModel):
+    """Body of POST /api/meetings and (all fields optional) PATCH /api/meetings/{id}."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field("", max_length=5000)
+    starts_at: datetime
+    duration_minutes: int = Field(120, ge=5, le=24 * 60)
+    invited_units: list[str] = Field(default_factory=list, max_length=5000)
+    invited_subtrees: list[str] = Field(default_factory=list, max_length=5000)
+
+    _aware = field_validator("starts_at")(_require_offset)
+
+
+class MeetingPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str | None = Field(None, min_length=1, max_length=300)
+    description: str | None = Field(None, max_length=5000)
+    starts_at: datetime | None = None
+    duration_minutes: int | None = Field(None, ge=5, le=24 * 60)
+    invited_units: list[str] | None = Field(None, max_length=5000)
+    invited_subtrees: list[str] | None = Field(None, max_length=5000)
+
+    _aware = field_validator("starts_at")(_require_offset)
+
+
+# -- scope -------------------------------------------------------------------------------------
+
+
+def visibility_clause(user: CurrentUser, tree: UnitTree) -> Any:
+    subtree = tree.subtree_ids(user.unit_id)
+    ancestors = [u.id for u in tree.ancestors(user.unit_id)]
+    invited_below = select(MeetingUnit.meeting_id).where(MeetingUnit.unit_id.in_(subtree))
+    invited_whole_above = select(MeetingUnit.meeting_id).where(
+        MeetingUnit.unit_id.in_(ancestors), MeetingUnit.whole_subtree.is_(True)
+    )
+    return or_(
+        Meeting.host_unit_id.in_(subtree),
+        Meeting.id.in_(invited_below),
+        Meeting.id.in_(invited_whole_above),
+    )
+
+
+async def list_visible(db: AsyncSession, user: CurrentUser, tree: UnitTree) -> list[Meeting]:
+    rows = await db.execute(
+        select(Meeting).where(visibility_clause(user, tree)).order_by(Meeting.starts_at.desc())
+    )
+    return list(rows.scalars().unique().all())
+
+
+async def get_visible(
+    db: AsyncSession, user: CurrentUser, tree: UnitTree, meeting_id: int
+) -> Meeting:
+    meeting = (
+        await db.execute(
+            select(Meeting).where(Meeting.id == meeting_id, visibility_clause(user, tree))
+        )
+    ).scalar_one_or_none()
+    if meeting is None:
+        raise not_found("meeting")
+    return meeting
+
+
+def may_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> bool:
+    return user.role is Role.CHAIR and tree.in_subtree(meeting.host_unit_id, user.unit_id)
+
+
+def require_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> None:
+    if not may_manage(user, tree, meeting):
+        raise forbidden("Only a chair of the host unit may change this meeting.")
+    if meeting.status is not MeetingStatus.SCHEDULED:
+        raise AppError(
+            409,
+            "meeting_not_editable",
+            f"The meeting is {meeting.status.value}; it can no longer be changed.",
+        )
+
+
+def site_ids(meeting: Meeting, tree: UnitTree) -> set[int]:
+    """Every invited site: single units, and every unit under one invited as a whole."""
+    out: set[int] = set()
+    for invite in meeting.invites:
+        if invite.unit_id not in tree.by_id:
+            continue
+        out |= tree.subtree_ids(invite.unit_id) if invite.whole_subtree else {invite.unit_id}
+    return out
+
+
+def resolve_invites(
+    user: CurrentUser,
+    tree: UnitTree,
+    host_unit_id: int,
+    units: list[str],
+    subtrees: list[str],
+) -> dict[int, bool]:
+    """Map invited unit codes to {unit_id: whole_subtree}, checking each is in scope."""
+    chosen: dict[int, bool] = {}
+    for field, codes, whole in (
+        ("invited_units", units, False),
+        ("invited_subtrees", subtrees, True),
+    ):
+        for code in codes:
+            info = tree.by_code.get(code)
+            if info is None:
+                raise invalid({field: f"unknown unit {code!r}"})
+            if info.id == host_unit_id or not tree.in_subtree(info.id, host_unit_id):
+                raise invalid({field: f"unit {code!r} is not under the host unit"})
+            chosen[info.id] = chosen.get(info.id, False) or whole
+    if not chosen:
+        raise invalid({"invited_units": "invite at least one unit"})
+    # A unit chosen alone but already covered by a whole ancestor adds nothing.
+    whole_ids = [uid for uid, whole in chosen.items() if whole]
+    return {
+        uid: whole
+        for uid, whole in chosen.items()
+        if whole or not any(uid != w and tree.in_subtree(uid, w) for w in whole_ids)
+    }
+
+
+def _check_start(starts_at: datetime) -> None:
+    if starts_at < utcnow() - PAST_SLACK:
+        raise invalid({"starts_at": "must not be in the past"})
+
+
+async def create_meeting(
+    db: AsyncSession, user: CurrentUser, tree: UnitTree, data: MeetingIn
+) -> Meeting:
+    if user.role is not Role.CHAIR:
+        raise forbidden("Only a chair may schedule a meeting.")
+    _check_start(data.starts_at)
+    invites = resolve_invites(user, tree, user.unit_id, data.invited_units, data.invited_subtrees)
+    meeting = Meeting(
+        title=data.title,
+        description=data.description,
+        host_unit_id=user.unit_id,
+        starts_at=data.starts_at,
+        duration_minutes=data.duration_minutes,
+        status=MeetingStatus.SCHEDULED,
+        created_by_id=user.id,
+        invites=[MeetingUnit(unit_id=uid, whole_subtree=w) for uid, w in invites.items()],
+    )
+    db.add(meeting)
+    await db.flush()
+    return meeting
+
+
+async def update_meeting(
+    db: AsyncSession, user: CurrentUser, tree: UnitTree, meeting: Meeting, patch: MeetingPatch
+) -> Meeting:
+    require_manage(user, tree, meeting)
+    if patch.title is not None:
+        meeting.title = patch.title
+    if patch.description is not None:
+        meeting.description = patch.description
+    if patch.starts_at is not None and patch.starts_at != meeting.starts_at:
+        _check_start(patch.starts_at)
+        meeting.starts_at = patch.starts_at
+    if patch.duration_minutes is not None:
+        meeting.duration_minutes = patch.duration_minutes
+    if patch.invited_units is not None or patch.invited_subtrees is not None:
+        current_units = [tree.get(i.unit_id).code for i in meeting.invites if not i.whole_subtree]
+        current_whole = [tree.get(i.unit_id).code for i in meeting.invites if i.whole_subtree]
+        invites = resolve_invites(
+            user,
+            tree,
+            meeting.host_unit_id,
+            patch.invited_units if patch.invited_units is not None else current_units,
+            patch.invited_subtrees if patch.invited_subtrees is not None else current_whole,
+        )
+        meeting.invites.clear()
+        await db.flush()
+        meeting.invites.extend(
+            MeetingUnit(unit_id=uid, whole_subtree=w) for uid, w in invites.items()
+        )
+    meeting.updated_at = utcnow()
+    await db.flush()
+    return meeting
+
+
+async def cancel_meeting(
+    db: AsyncSession, user: CurrentUser, tree: UnitTree, meeting: Meeting
+) -> Meeting:
+    require_manage(user, tree, meeting)
+    meeting.status = MeetingStatus.CANCELLED
+    meeting.updated_at = utcnow()
+    await db.flush()
+    return meeting
+
+
+def meeting_json(
+    meeting: Meeting, tree: UnitTree, user: CurrentUser | None = None
+) -> dict[str, Any]:
+    host = tree.by_id.get(meeting.host_unit_id)
+    out: dict[str, Any] = {
+        "id": meeting.id,
+        "title": meeting.title,
+        "description": meeting.description,
+        "host_unit": host.code if host else None,
+        "starts_at": meeting.starts_at.isoformat(),
+        "duration_minutes": meeting.duration_minutes,
+        "status": meeting.status.value,
+        "invited_units": sorted(
+            tree.get(i.unit_id).code for i in meeting.invites if not i.whole_subtree
+        ),
+        "invited_subtrees": sorted(
+            tree.get(i.unit_id).code for i in meeting.invites if i.whole_subtree
+        ),
+        "sites": sorted(tree.get(uid).code for uid in site_ids(meeting, tree)),
+    }
+    if user is not None:
+        out["can_manage"] = may_manage(user, tree, meeting) and (
+            meeting.status is MeetingStatus.SCHEDULED
+        )
+    return out

@@ -1,0 +1,358 @@
+"""HTML pages (Jinja2): login, meeting list, detail and form. Admin pages: server/admin.py."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+from pydantic import ValidationError
+
+from server import auth, meetings
+from server.errors import AppError, field_errors
+from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang, translator
+from server.models import MeetingStatus, Role
+from server.state import ctx
+from server.units import UnitTree
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def safe_next(value: str | None) -> str:
+    """Only same-site paths may be redirect targets."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/meetings"
+
+
+def base_context(request: web.Request, **extra: Any) -> dict[str, Any]:
+    node = ctx(request)
+    lang = request_lang(request)
+    user = auth.current_user(request)
+    csrf = user.csrf_token if user else request.get(auth.PRELOGIN_CSRF, "")
+    unit = node.units.by_id.get(user.unit_id) if user else None
+    return {
+        "_": translator(lang),
+        "lang": lang,
+        "user": user,
+        "user_unit": unit,
+        "csrf_token": csrf,
+        "path": request.path_qs,
+        "flash": request.query.get("flash", ""),
+        "Role": Role,
+        **extra,
+    }
+
+
+def render(request: web.Request, template: str, status: int = 200, **extra: Any) -> web.Response:
+    response = aiohttp_jinja2.render_template(
+        template, request, base_context(request, **extra), status=status
+    )
+    response.headers["Cache-Control"] = "no-store"
+    new_cookie = request.get(auth.PRELOGIN_NEW_COOKIE)
+    if new_cookie:
+        auth.set_cookie(response, request, auth.PRELOGIN_COOKIE, new_cookie)
+    return response
+
+
+async def render_error(request: web.Request, err: AppError) -> web.StreamResponse:
+    if err.code == "not_authenticated":
+        raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs))
+    lang = request_lang(request)
+    text = error_text(
+        lang, err.code, err.message, minutes=err.fields.get("retry_after_minutes", "15")
+    )
+    try:
+        return render(request, "error.html", status=err.status, error=err, error_text=text)
+    except Exception:  # the error page itself failed: plain text, still no traceback
+        log.exception("error page failed")
+        return web.Response(status=err.status, text=f"{err.code}: {text}")
+
+
+def _prepare_prelogin(request: web.Request) -> None:
+    token, new_cookie = auth.prelogin_token(ctx(request), request)
+    request[auth.PRELOGIN_CSRF] = token
+    if new_cookie:
+        request[auth.PRELOGIN_NEW_COOKIE] = new_cookie
+
+
+# -- login -------------------------------------------------------------------------------------
+
+
+@routes.get("/", name="index")
+async def index(request: web.Request) -> web.StreamResponse:
+    if auth.current_user(request) is None:
+        raise web.HTTPSeeOther("/login")
+    raise web.HTTPSeeOther("/meetings")
+
+
+@routes.get("/login", name="login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if auth.current_user(request) is not None:
+        raise web.HTTPSeeOther(safe_next(request.query.get("next")))
+    _prepare_prelogin(request)
+    return render(request, "login.html", next=safe_next(request.query.get("next")), error=None)
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", ""))
+    password = str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "")) or None)
+    node = ctx(request)
+    try:
+        user = await auth.authenticate(node, username, password, auth.client_address(request))
+    except AppError as err:
+        _prepare_prelogin(request)
+        lang = request_lang(request)
+        text = error_text(
+            lang, err.code, err.message, minutes=err.fields.get("retry_after_minutes", "15")
+        )
+        return render(
+            request, "login.html", status=err.status, next=target, error=text, username=username
+        )
+    token, _session = await auth.start_session(node, user)
+    response = web.HTTPSeeOther(target)
+    auth.attach_session_cookie(response, request, token)
+    response.del_cookie(auth.PRELOGIN_COOKIE, path="/")
+    raise response
+
+
+@routes.post("/logout", name="logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/login?flash=logged_out")
+    await auth.end_session(request, response)
+    raise response
+
+
+@routes.get("/lang/{lang}", name="lang")
+async def switch_lang(request: web.Request) -> web.StreamResponse:
+    lang = request.match_info["lang"]
+    if lang not in LANGS:
+        raise AppError(404, "http_404", "No such language.")
+    response = web.HTTPSeeOther(safe_next(request.query.get("next")))
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        max_age=365 * 86400,
+        path="/",
+        samesite="Lax",
+        httponly=True,
+        secure=auth.is_secure(request),
+    )
+    raise response
+
+
+# -- meetings ----------------------------------------------------------------------------------
+
+
+def local_time(request: web.Request, value: datetime) -> str:
+    return value.astimezone(ctx(request).settings.tz).strftime("%d/%m/%Y %H:%M")
+
+
+def invite_tree(tree: UnitTree, host_unit_id: int) -> list[dict[str, Any]]:
+    """Rows for the invite chooser: every unit under the host, indented by depth."""
+    rows = []
+    for info, depth in tree.walk(host_unit_id):
+        if info.id == host_unit_id:
+            continue
+        rows.append(
+            {"unit": info, "depth": depth, "has_children": bool(tree.children.get(info.id))}
+        )
+    return rows
+
+
+def sites_tree(tree: UnitTree, site_ids: set[int], host_unit_id: int) -> list[dict[str, Any]]:
+    """The invited sites shown under their parents, from the host down."""
+    keep: set[int] = set()
+    for sid in site_ids:
+        keep |= {u.id for u in tree.path(sid)}
+    rows = []
+    for info, depth in tree.walk(host_unit_id):
+        if info.id in keep and info.id != host_unit_id:
+            rows.append({"unit": info, "depth": depth, "invited": info.id in site_ids})
+    return rows
+
+
+@routes.get("/meetings", name="meetings")
+async def meeting_list(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    async with node.sessionmaker() as db:
+        items = await meetings.list_visible(db, user, node.units)
+    rows = [
+        {
+            "m": m,
+            "host": node.units.by_id.get(m.host_unit_id),
+            "when": local_time(request, m.starts_at),
+            "sites": len(meetings.site_ids(m, node.units)),
+        }
+        for m in items
+    ]
+    return render(request, "meetings.html", rows=rows, can_schedule=user.role is Role.CHAIR)
+
+
+def _form_values(request: web.Request, form: Any) -> dict[str, Any]:
+    return {
+        "title": str(form.get("title", "")),
+        "description": str(form.get("description", "")),
+        "starts_at": str(form.get("starts_at", "")),
+        "duration_minutes": str(form.get("duration_minutes", "120")),
+        "invited_units": [str(v) for v in form.getall("invited_units", [])],
+        "invited_subtrees": [str(v) for v in form.getall("invited_subtrees", [])],
+    }
+
+
+def _parse_local(request: web.Request, text: str) -> datetime | str:
+    try:
+        naive = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if naive.tzinfo is None:
+        return naive.replace(tzinfo=ctx(request).settings.tz)
+    return naive
+
+
+def _meeting_form(
+    request: web.Request,
+    *,
+    meeting_id: int | None,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+) -> web.Response:
+    user = auth.require_user(request)
+    node = ctx(request)
+    host_id = user.unit_id
+    return render(
+        request,
+        "meeting_form.html",
+        status=status,
+        meeting_id=meeting_id,
+        values=values,
+        errors=errors,
+        invite_rows=invite_tree(node.units, host_id),
+        host=node.units.by_id[host_id],
+        timezone=node.settings.timezone,
+    )
+
+
+@routes.get("/meetings/new", name="meeting_new")
+async def meeting_new(request: web.Request) -> web.StreamResponse:
+    auth.require_user(request, roles=[Role.CHAIR])
+    values = {
+        "title": "",
+        "description": "",
+        "starts_at": "",
+        "duration_minutes": "120",
+        "invited_units": [],
+        "invited_subtrees": [],
+    }
+    return _meeting_form(request, meeting_id=None, values=values, errors={})
+
+
+@routes.post("/meetings/new")
+async def meeting_create(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request, roles=[Role.CHAIR])
+    node = ctx(request)
+    form = await request.post()
+    values = _form_values(request, form)
+    try:
+        data = meetings.MeetingIn.model_validate(
+            {**values, "starts_at": _parse_local(request, values["starts_at"])}
+        )
+        async with node.sessionmaker() as db, db.begin():
+            meeting = await meetings.create_meeting(db, user, node.units, data)
+    except ValidationError as exc:
+        return _meeting_form(
+            request, meeting_id=None, values=values, errors=field_errors(exc), status=400
+        )
+    except AppError as err:
+        if err.code != "invalid_field":
+            raise
+        return _meeting_form(request, meeting_id=None, values=values, errors=err.fields, status=400)
+    raise web.HTTPSeeOther(f"/meetings/{meeting.id}?flash=created")
+
+
+def _meeting_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["meeting_id"])
+    except ValueError as exc:
+        raise AppError(404, "meeting_not_found", "No such meeting.") from exc
+
+
+@routes.get("/meetings/{meeting_id:\\d+}", name="meeting")
+async def meeting_detail(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    async with node.sessionmaker() as db:
+        meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
+    sites = meetings.site_ids(meeting, node.units)
+    return render(
+        request,
+        "meeting_detail.html",
+        m=meeting,
+        host=node.units.by_id.get(meeting.host_unit_id),
+        when=local_time(request, meeting.starts_at),
+        site_rows=sites_tree(node.units, sites, meeting.host_unit_id),
+        site_count=len(sites),
+        can_manage=meetings.may_manage(user, node.units, meeting)
+        and meeting.status is MeetingStatus.SCHEDULED,
+    )
+
+
+@routes.get("/meetings/{meeting_id:\\d+}/edit", name="meeting_edit")
+async def meeting_edit(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request, roles=[Role.CHAIR])
+    node = ctx(request)
+    async with node.sessionmaker() as db:
+        meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
+    meetings.require_manage(user, node.units, meeting)
+    data = meetings.meeting_json(meeting, node.units)
+    values = {
+        **data,
+        "starts_at": meeting.starts_at.astimezone(node.settings.tz).strftime("%Y-%m-%dT%H:%M"),
+        "duration_minutes": str(meeting.duration_minutes),
+    }
+    return _meeting_form(request, meeting_id=meeting.id, values=values, errors={})
+
+
+@routes.post("/meetings/{meeting_id:\\d+}/edit")
+async def meeting_update(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request, roles=[Role.CHAIR])
+    node = ctx(request)
+    form = await request.post()
+    values = _form_values(request, form)
+    mid = _meeting_id(request)
+    try:
+        patch = meetings.MeetingPatch.model_validate(
+            {**values, "starts_at": _parse_local(request, values["starts_at"])}
+        )
+        async with node.sessionmaker() as db, db.begin():
+            meeting = await meetings.get_visible(db, user, node.units, mid)
+            await meetings.update_meeting(db, user, node.units, meeting, patch)
+    except ValidationError as exc:
+        return _meeting_form(
+            request, meeting_id=mid, values=values, errors=field_errors(exc), status=400
+        )
+    except AppError as err:
+        if err.code != "invalid_field":
+            raise
+        return _meeting_form(request, meeting_id=mid, values=values, errors=err.fields, status=400)
+    raise web.HTTPSeeOther(f"/meetings/{mid}?flash=saved")
+
+
+@routes.post("/meetings/{meeting_id:\\d+}/cancel", name="meeting_cancel")
+async def meeting_cancel(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request, roles=[Role.CHAIR])
+    node = ctx(request)
+    mid = _meeting_id(request)
+    async with node.sessionmaker() as db, db.begin():
+        meeting = await meetings.get_visible(db, user, node.units, mid)
+        await meetings.cancel_meeting(db, user, node.units, meeting)
+    raise web.HTTPSeeOther(f"/meetings/{mid}?flash=cancelled")

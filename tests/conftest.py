@@ -1,0 +1,207 @@
+"""Shared fixtures: databases (SQLite, and PostgreSQL when present), a demo node, logins.
+
+PostgreSQL tests use a fresh database per test, created on the server at
+``HOINGHI_TEST_PG`` (default ``postgresql+asyncpg://root@127.0.0.1:5432/test``). They skip
+when the server is unreachable, unless ``HOINGHI_REQUIRE_SERVICES=1``, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
+
+from server.app import create_app
+from server.config import Settings, load_settings
+from server.db import create_engine, migrate
+from server.demo import DEMO_PASSWORD, seed_demo
+from server.state import CTX
+
+PG_URL = os.environ.get("HOINGHI_TEST_PG", "postgresql+asyncpg://root@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("HOINGHI_REQUIRE_SERVICES") == "1"
+
+# Real Argon2 with light parameters: the same code paths, a fraction of the CPU time.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    u = make_url(url)
+    if database is not None:
+        u = u.set(database=database)
+    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_available() -> str | None:
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return str(exc)
+    await conn.close()
+    return None
+
+
+async def _require_pg() -> None:
+    problem = await _pg_available()
+    if problem is None:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"PostgreSQL is required (HOINGHI_REQUIRE_SERVICES=1) but: {problem}")
+    pytest.skip(f"PostgreSQL not reachable: {problem}")
+
+
+async def fresh_pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
+    await _require_pg()
+    name = f"hoinghi_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database URL on each backend in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    url, drop = await fresh_pg_database()
+    try:
+        yield url
+    finally:
+        await drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    return load_settings(
+        environ={},
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        secret_key="test-secret-key-not-for-production",
+        **overrides,
+    )
+
+
+@dataclass
+class Node:
+    """A migrated, demo-seeded node under test, with helpers to act as demo users."""
+
+    app: web.Application
+    client: TestClient[Any, Any]
+    sessions: list[Session] = field(default_factory=list)
+
+    async def anonymous(self) -> Session:
+        """A fresh browser-like client with its own cookie jar."""
+        client = TestClient(self.client.server)
+        await client.start_server()
+        session = Session(client)
+        self.sessions.append(session)
+        return session
+
+    async def login(self, username: str, password: str = DEMO_PASSWORD) -> Session:
+        session = await self.anonymous()
+        await session.login(username, password)
+        return session
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+
+
+@dataclass
+class Session:
+    client: TestClient[Any, Any]
+    csrf: str = ""
+
+    async def fetch_csrf(self) -> str:
+        resp = await self.client.get("/api/csrf")
+        assert resp.status == 200
+        self.csrf = (await resp.json())["csrf_token"]
+        return self.csrf
+
+    async def login(self, username: str, password: str) -> Any:
+        await self.fetch_csrf()
+        resp = await self.client.post(
+            "/api/login",
+            json={"username": username, "password": password},
+            headers={"X-CSRF-Token": self.csrf},
+        )
+        body = await resp.json()
+        assert resp.status == 200, body
+        self.csrf = body["csrf_token"]
+        return body
+
+    async def call(self, method: str, path: str, json: Any = None, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
+        resp = await self.client.request(method, path, json=json, headers=headers, **kw)
+        if resp.content_type == "application/json":
+            return resp.status, await resp.json()
+        return resp.status, await resp.text()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def start_node(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    tmp_path: Path,
+    database_url: str,
+    **overrides: Any,
+) -> Node:
+    settings = make_settings(tmp_path, database_url, **overrides)
+    engine = create_engine(settings.effective_database_url)
+    await migrate(engine)
+    await engine.dispose()
+    app = create_app(settings)
+    app[CTX].hasher = FAST_HASHER
+    client = await aiohttp_client(app)
+    await seed_demo(app[CTX])
+    return Node(app, client)
+
+
+@pytest.fixture
+async def node(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    tmp_path: Path,
+    sqlite_url: str,
+) -> AsyncIterator[Node]:
+    """A demo node on SQLite."""
+    started = await start_node(aiohttp_client, tmp_path, sqlite_url)
+    yield started
+    await started.close()
+
+
+@pytest.fixture
+async def any_node(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    tmp_path: Path,
+    any_db_url: str,
+) -> AsyncIterator[Node]:
+    """A demo node on each database backend in turn."""
+    started = await start_node(aiohttp_client, tmp_path, any_db_url)
+    yield started
+    await started.close()
