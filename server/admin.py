@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import auth
 from server.api import ok
-from server.errors import AppError, field_errors, forbidden, invalid, not_found, read_json
+from server.errors import (
+    AppError,
+    field_errors,
+    forbidden,
+    invalid,
+    not_found,
+    path_id,
+    read_json,
+)
 from server.models import Role, Unit, User
 from server.pages import render
 from server.state import NodeContext, ctx
@@ -244,10 +252,7 @@ async def api_user_add(request: web.Request) -> web.StreamResponse:
 
 
 def _user_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["user_id"])
-    except ValueError as exc:
-        raise not_found("user") from exc
+    return path_id(request, "user_id", "user")
 
 
 @routes.patch("/api/users/{user_id}")

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import auth, meetings
-from server.errors import AppError, read_json
+from server.errors import path_id, read_json
 from server.models import Role
 from server.state import ctx
 
@@ -87,10 +87,7 @@ async def api_me(request: web.Request) -> web.StreamResponse:
 
 
 def _meeting_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["meeting_id"])
-    except ValueError as exc:
-        raise AppError(404, "meeting_not_found", "No such meeting.") from exc
+    return path_id(request, "meeting_id", "meeting")
 
 
 @routes.get("/api/meetings")

@@ -42,7 +42,7 @@ class Settings(BaseModel):
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     trust_forwarded: bool = Field(
         False,
-        description="Honour X-Forwarded-Proto / Forwarded from a reverse proxy.",
+        description="Honour X-Forwarded-Proto, -For and -Host from a reverse proxy.",
     )
     session_hours: float = Field(12.0, gt=0, description="Lifetime of a login session.")
     login_max_failures_account: int = Field(

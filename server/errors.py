@@ -48,6 +48,18 @@ def not_found(what: str = "resource") -> AppError:
     return AppError(404, f"{what}_not_found", f"No such {what.replace('_', ' ')}.")
 
 
+# Row ids are INTEGER columns: 32-bit on PostgreSQL, and SQLite refuses ints past 64 bits.
+MAX_ROW_ID = 2**31 - 1
+
+
+def path_id(request: web.Request, key: str, what: str) -> int:
+    """A numeric id from the URL, or the not-found error (never a database overflow)."""
+    text = request.match_info[key]
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ROW_ID:
+        raise not_found(what)
+    return int(text)
+
+
 def forbidden(message: str = "You may not do this.") -> AppError:
     return AppError(403, "forbidden", message)
 
@@ -70,7 +82,7 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.read()
         data = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise AppError(400, "bad_json", "The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise AppError(400, "bad_json", "The request body must be a JSON object.")

@@ -25,8 +25,17 @@ PAST_SLACK = timedelta(minutes=10)
 
 
 def _require_offset(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return value
+    if value.tzinfo is None:
         raise ValueError("must include a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+    # Stored in UTC and shown in the node's zone: both must stay within datetime's range.
+    try:
+        in_utc = value
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if in_utc.year > 99999:
+        raise ValueError("must be before the year 9999")
     return value
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server import auth, meetings
-from server.errors import AppError, field_errors
+from server.errors import AppError, field_errors, path_id
 from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang, translator
 from server.models import MeetingStatus, Role
 from server.state import ctx
@@ -280,10 +280,7 @@ async def meeting_create(request: web.Request) -> web.StreamResponse:
 
 
 def _meeting_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["meeting_id"])
-    except ValueError as exc:
-        raise AppError(404, "meeting_not_found", "No such meeting.") from exc
+    return path_id(request, "meeting_id", "meeting")
 
 
 @routes.get("/meetings/{meeting_id:\\d+}", name="meeting")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -117,6 +118,14 @@ class UnitEntry(BaseModel):
     level: str = Field(pattern=LEVEL_RE)
     parent: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # PostgreSQL refuses NUL in text, and no unit name has tabs, newlines or other controls.
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
 
 def _describe(index: int, raw: Any) -> str:
     if isinstance(raw, dict) and isinstance(raw.get("code"), str):
@@ -127,7 +136,8 @@ def _describe(index: int, raw: Any) -> str:
 def parse_unit_file(path: Path) -> list[UnitEntry]:
     """Parse and validate a YAML or JSON unit file; refuse with a message naming the entry."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors save UTF-8 with a byte-order mark, which JSON refuses.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise UnitFileError(f"{path}: file not found") from exc
     except UnicodeDecodeError as exc:
@@ -180,8 +190,16 @@ def check_entries(entries: list[UnitEntry], existing: dict[str, str | None]) -> 
         current = entry.parent
         while current is not None:
             if current in trail:
-                cycle = " -> ".join([*trail, current])
-                raise UnitFileError(f"entry {index} (code {entry.code!r}): cycle {cycle}")
+                # Name an entry on the loop itself (this entry may only hang below it).
+                loop = trail[trail.index(current) :]
+                on_loop = [code for code in loop if code in seen]
+                if not on_loop:
+                    cycle = " -> ".join([*trail, current])
+                    raise UnitFileError(f"entry {index} (code {entry.code!r}): cycle {cycle}")
+                culprit = min(on_loop, key=seen.__getitem__)
+                k = loop.index(culprit)
+                cycle = " -> ".join([*loop[k:], *loop[:k], culprit])
+                raise UnitFileError(f"entry {seen[culprit]} (code {culprit!r}): cycle {cycle}")
             trail.append(current)
             current = parents.get(current)
 

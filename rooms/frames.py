@@ -1,0 +1,250 @@
+"""Encoded frames and their reassembly from RTP, without decoding.
+
+aiortc's own ``JitterBuffer`` releases a video frame only when the first packet of the *next*
+frame arrives (one frame interval of added delay per hop) and holds audio for four packets
+(about 80 ms). A forwarding node does not need that: in the VP8 and H.264 payload formats
+the RTP marker bit ends a video frame, and every Opus packet is a whole frame. The
+``FrameAssembler`` below takes the jitter buffer's place on a forwarded receiver and hands
+each frame to its ``Producer`` the moment the frame is complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from aiortc.codecs.vpx import Vp8Encoder
+
+VIDEO_CLOCK = 90000
+AUDIO_CLOCK = 48000
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK)
+AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK)
+
+# A gap that NACK has not filled in this long is given up: the frames around it are dropped,
+# a keyframe is requested, and forwarding resumes at the next keyframe. Without this, one lost
+# packet stalls the stream until a 512-packet buffer overflows (several seconds of freeze).
+GAP_TIMEOUT = 0.3
+MAX_PENDING = 1024
+
+
+def vp8_is_keyframe(data: bytes) -> bool:
+    # RFC 6386 9.1: bit 0 of the frame tag is 0 for a key frame, followed by a start code.
+    return len(data) >= 10 and (data[0] & 0x01) == 0 and data[3:6] == b"\x9d\x01\x2a"
+
+
+def vp8_size(data: bytes) -> tuple[int, int] | None:
+    if not vp8_is_keyframe(data):
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return width, height
+
+
+def vp8_starts_frame(payload: bytes) -> bool:
+    """The S bit with partition index 0 in the VP8 payload descriptor (RFC 7741 4.2)."""
+    return bool(payload) and (payload[0] & 0x10) != 0 and (payload[0] & 0x0F) == 0
+
+
+@dataclass(eq=False)
+class EncodedFrame:
+    """One whole encoded frame, shared by every consumer that forwards it."""
+
+    kind: str
+    data: bytes
+    pts: int  # in the codec clock (90 kHz video, 48 kHz Opus), from 0 at the first frame
+    keyframe: bool
+    index: int  # frame counter of its producer; gives VP8 picture ids shared by all consumers
+    received_at: float = field(default_factory=time.monotonic)
+    _payloads: list[bytes] | None = None
+
+    @property
+    def time_base(self) -> Fraction:
+        return VIDEO_TIME_BASE if self.kind == "video" else AUDIO_TIME_BASE
+
+    def payloads(self) -> list[bytes]:
+        """RTP payloads, computed once per frame however many consumers send it."""
+        if self._payloads is None:
+            if self.kind == "video":
+                self._payloads = Vp8Encoder._packetize(self.data, self.index % (1 << 15))
+            else:
+                self._payloads = [self.data]
+        return self._payloads
+
+
+def _seq_delta(a: int, b: int) -> int:
+    """Signed distance from b to a in 16-bit sequence space."""
+    d = (a - b) & 0xFFFF
+    return d - 0x10000 if d >= 0x8000 else d
+
+
+class TimestampUnwrapper:
+    """RTP timestamps (32-bit, random origin) to a pts that starts at 0 and never wraps."""
+
+    def __init__(self) -> None:
+        self._first: int | None = None
+        self._last_raw = 0
+        self._cycles = 0
+
+    def __call__(self, ts: int) -> int:
+        if self._first is None:
+            self._first = ts
+            self._last_raw = ts
+        elif ts < self._last_raw and self._last_raw - ts > 0x80000000:
+            self._cycles += 1
+            self._last_raw = ts
+        elif ts > self._last_raw and ts - self._last_raw > 0x80000000:
+            pass  # a late packet from before a wrap: leave the state alone
+        else:
+            self._last_raw = ts
+        return ts + (self._cycles << 32) - self._first
+
+
+class FrameAssembler:
+    """Stands in for aiortc's ``JitterBuffer`` on a forwarded receiver.
+
+    ``add(packet)`` has the jitter buffer's signature: it returns ``(pli_flag, None)``, so the
+    receiver's decoder thread never gets a frame. Whole frames go to ``on_frame``.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        on_frame: Callable[[EncodedFrame], None],
+        on_keyframe_needed: Callable[[], None],
+    ) -> None:
+        self.kind = kind
+        self.on_frame = on_frame
+        self.on_keyframe_needed = on_keyframe_needed
+        self.media_ssrc: int | None = None
+        self.frames_out = 0
+        self.frames_dropped = 0
+        self._pending: dict[int, Any] = {}  # seq -> RtpPacket (depayloaded, in _data)
+        self._next: int | None = None  # sequence number the next frame starts at
+        self._gap_since: float | None = None
+        self._resync = kind == "video"  # start at a frame boundary
+        self._need_keyframe = kind == "video"
+        self._pts = TimestampUnwrapper()
+
+    # -- jitter buffer interface -----------------------------------------------------------
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        # Called after RTX unwrapping, so this is the media SSRC (a PLI must name it).
+        self.media_ssrc = packet.ssrc
+        if self.kind == "audio":
+            self._add_audio(packet)
+        else:
+            self._add_video(packet)
+        return False, None
+
+    @property
+    def capacity(self) -> int:
+        return MAX_PENDING
+
+    # -- audio: every Opus packet is a frame ------------------------------------------------
+
+    def _add_audio(self, packet: Any) -> None:
+        seq = packet.sequence_number
+        if self._next is not None and _seq_delta(seq, self._next) < 0:
+            return  # late or duplicate: the receiver's decoder conceals it, we drop it
+        self._next = (seq + 1) & 0xFFFF
+        data: bytes = packet._data
+        if not data:
+            return
+        self._emit(data, packet.timestamp, keyframe=True)
+
+    # -- video: release at the marker bit ------------------------------------------------------
+
+    def _add_video(self, packet: Any) -> None:
+        seq = packet.sequence_number
+        if self._next is None:
+            self._next = seq
+        delta = _seq_delta(seq, self._next)
+        if delta < 0:
+            return  # already released or given up
+        if delta >= MAX_PENDING:
+            # The stream jumped far ahead (a restart, or a long outage): start over.
+            self._pending.clear()
+            self._next = seq
+            self._resync = True
+        self._pending[seq] = packet
+        self._release()
+        if self._pending:
+            now = time.monotonic()
+            if self._gap_since is None:
+                self._gap_since = now
+            elif now - self._gap_since > GAP_TIMEOUT or len(self._pending) > MAX_PENDING // 2:
+                self._give_up_gap()
+                self.on_keyframe_needed()
+                self._release()
+        else:
+            self._gap_since = None
+
+    def _release(self) -> None:
+        """Emit every complete frame that starts at ``_next``."""
+        while self._next is not None:
+            if self._resync:
+                # Skip to the first packet that starts a frame.
+                first = self._pending.get(self._next)
+                if first is None:
+                    return
+                if not vp8_starts_frame(first.payload):
+                    del self._pending[self._next]
+                    self._next = (self._next + 1) & 0xFFFF
+                    continue
+                self._resync = False
+            seq = self._next
+            parts: list[bytes] = []
+            timestamp: int | None = None
+            while True:
+                pkt = self._pending.get(seq)
+                if pkt is None:
+                    return  # incomplete: wait for the missing packet (NACK may bring it)
+                if timestamp is None:
+                    timestamp = pkt.timestamp
+                elif pkt.timestamp != timestamp:
+                    # A new frame began without a marker on the last one: end it here.
+                    break
+                parts.append(pkt._data)
+                if pkt.marker:
+                    seq = (seq + 1) & 0xFFFF
+                    break
+                seq = (seq + 1) & 0xFFFF
+            for s in range(_seq_delta(seq, self._next)):
+                self._pending.pop((self._next + s) & 0xFFFF, None)
+            self._next = seq
+            self._gap_since = None
+            assert timestamp is not None
+            data = b"".join(parts)
+            keyframe = vp8_is_keyframe(data)
+            if self._need_keyframe and not keyframe:
+                self.frames_dropped += 1
+                self.on_keyframe_needed()
+                continue
+            self._need_keyframe = False
+            self._emit(data, timestamp, keyframe)
+
+    def _give_up_gap(self) -> None:
+        """Drop what is stuck behind a gap and wait for a keyframe."""
+        if not self._pending:
+            return
+        assert self._next is not None
+        first_after = min(self._pending, key=lambda s: _seq_delta(s, self._next or 0))
+        self.frames_dropped += 1
+        self._next = first_after
+        self._resync = True
+        self._need_keyframe = True
+        self._gap_since = None
+
+    def _emit(self, data: bytes, rtp_timestamp: int, keyframe: bool) -> None:
+        frame = EncodedFrame(
+            kind=self.kind,
+            data=data,
+            pts=self._pts(rtp_timestamp),
+            keyframe=keyframe,
+            index=self.frames_out,
+        )
+        self.frames_out += 1
+        self.on_frame(frame)

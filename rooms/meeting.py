@@ -1,0 +1,319 @@
+"""A live meeting on one node, in lecture mode as provincial MCUs work.
+
+The chair's site publishes; every invited site receives the *program*: the chair, plus the
+site holding the floor. Sites publish too, but a site's media is forwarded only when needed:
+the floor holder to everyone, a watched site to the chair. Only the chair and the floor
+holder are heard. ``route()`` derives every consumer's source from this state, so each
+change (floor, mute, watch, join, leave) is one state edit followed by ``route()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT, WALL_SLOTS, MediaError, Peer, Slot
+from rooms.router import Producer, Router
+
+log = logging.getLogger(__name__)
+
+CHAIR = "chair"
+SITE = "site"
+
+
+class RoomError(Exception):
+    """A refused meeting action with a stable code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Participant:
+    key: str  # unit code of the site (the chair's is its host unit code)
+    role: str  # CHAIR or SITE
+    unit_name: str
+    unit_path: list[str]
+    user_id: int
+    sid: str
+    peer: Peer | None = None
+    hand_raised: bool = False
+    hand_raised_at: float = 0.0
+    mic_on: bool = True
+    camera_on: bool = True
+    joined_at: float = field(default_factory=time.time)
+
+    def producer(self, kind: str) -> Producer | None:
+        if self.peer is None:
+            return None
+        return self.peer.producers.get("camera" if kind == "video" else "microphone")
+
+
+class LiveMeeting:
+    def __init__(
+        self, meeting_id: int, title: str, host_code: str, on_change: Callable[[LiveMeeting], None]
+    ) -> None:
+        self.meeting_id = meeting_id
+        self.title = title
+        self.host_code = host_code
+        self.router = Router(f"meeting-{meeting_id}")
+        self.live = False
+        self.ended = False
+        self.chair: Participant | None = None
+        self.sites: dict[str, Participant] = {}
+        self.floor: str | None = None
+        self.muted: set[str] = set()
+        self.watched: list[str | None] = [None] * WALL_SLOTS
+        self._on_change = on_change
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def participant(self, key: str, role: str) -> Participant | None:
+        return self.chair if role == CHAIR else self.sites.get(key)
+
+    def by_sid(self, sid: str) -> Participant | None:
+        if self.chair is not None and self.chair.sid == sid:
+            return self.chair
+        return next((p for p in self.sites.values() if p.sid == sid), None)
+
+    async def join(self, participant: Participant) -> Participant | None:
+        """Add a participant; returns the one it replaces (same site rejoining), if any."""
+        if self.ended:
+            raise RoomError("meeting_ended", "The meeting has ended.")
+        old = self.participant(participant.key, participant.role)
+        if old is not None:
+            participant.hand_raised = old.hand_raised
+            participant.hand_raised_at = old.hand_raised_at
+            await self._drop_peer(old)
+        if participant.role == CHAIR:
+            self.chair = participant
+        else:
+            self.sites[participant.key] = participant
+        self.route()
+        self.changed()
+        return old
+
+    async def leave(self, participant: Participant) -> None:
+        current = self.participant(participant.key, participant.role)
+        if current is not participant:
+            return  # already replaced by a newer link of the same site
+        await self._drop_peer(participant)
+        if participant.role == CHAIR:
+            self.chair = None
+        else:
+            del self.sites[participant.key]
+            participant.hand_raised = False
+        self.route()
+        self.changed()
+
+    async def _drop_peer(self, participant: Participant) -> None:
+        peer, participant.peer = participant.peer, None
+        if peer is not None:
+            await peer.close()
+
+    # -- media -------------------------------------------------------------------------------
+
+    def layout(self, role: str) -> tuple[Slot, ...]:
+        return CHAIR_LAYOUT if role == CHAIR else SITE_LAYOUT
+
+    async def connect(self, participant: Participant, sdp: str) -> str:
+        """Answer a participant's offer; replaces an earlier link of the same participant."""
+        if self.ended:
+            raise RoomError("meeting_ended", "The meeting has ended.")
+        await self._drop_peer(participant)
+        peer = Peer(
+            self.router,
+            self.layout(participant.role),
+            {"meeting": self.meeting_id, "unit": participant.key, "role": participant.role},
+            on_producer=lambda _peer, _slot, _producer: self.route(),
+            on_failed=self._peer_failed,
+        )
+        participant.peer = peer
+        try:
+            answer = await peer.answer(sdp)
+        except MediaError:
+            participant.peer = None
+            await peer.close()
+            raise
+        self.route()
+        return answer
+
+    def _peer_failed(self, peer: Peer) -> None:
+        async def drop() -> None:
+            for p in (self.chair, *self.sites.values()):
+                if p is not None and p.peer is peer:
+                    p.peer = None
+            await peer.close()
+            self.route()
+            self.changed()
+
+        self.spawn(drop())
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def route(self) -> None:
+        """Point every consumer at the producer the meeting's state calls for."""
+        chair = self.chair
+        cv = chair.producer("video") if chair and self.live else None
+        ca = chair.producer("audio") if chair and self.live else None
+        holder = self.sites.get(self.floor) if self.floor and self.live else None
+        fv = holder.producer("video") if holder else None
+        fa = holder.producer("audio") if holder and holder.key not in self.muted else None
+        for site in self.sites.values():
+            if site.peer is None:
+                continue
+            own = site is holder
+            slots = site.peer.consumers
+            _attach(slots, "chair.video", cv)
+            _attach(slots, "chair.audio", ca)
+            _attach(slots, "floor.video", None if own else fv)
+            _attach(slots, "floor.audio", None if own else fa)
+        if chair is not None and chair.peer is not None:
+            slots = chair.peer.consumers
+            _attach(slots, "floor.video", fv)
+            _attach(slots, "floor.audio", fa)
+            for i, code in enumerate(self.watched):
+                watched = self.sites.get(code) if code and self.live else None
+                _attach(slots, f"wall.{i}", watched.producer("video") if watched else None)
+
+    # -- chair and site actions --------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.ended:
+            raise RoomError("meeting_ended", "The meeting has ended.")
+        self.live = True
+        self.route()
+        self.changed()
+
+    def raise_hand(self, site: Participant, raised: bool) -> None:
+        if site.role != SITE:
+            raise RoomError("forbidden", "Only a site raises its hand.")
+        if raised and not site.hand_raised:
+            site.hand_raised_at = time.time()
+        site.hand_raised = raised
+        self.changed()
+
+    def give_floor(self, code: str) -> None:
+        if code not in self.sites:
+            raise RoomError("unknown_site", f"Site {code!r} is not connected.")
+        self.floor = code
+        self.sites[code].hand_raised = False
+        self.route()
+        self.changed()
+
+    def take_floor(self) -> None:
+        self.floor = None
+        self.route()
+        self.changed()
+
+    def set_muted(self, code: str, muted: bool) -> None:
+        if code not in self.sites:
+            raise RoomError("unknown_site", f"Site {code!r} is not connected.")
+        if muted:
+            self.muted.add(code)
+        else:
+            self.muted.discard(code)
+        self.route()
+        self.changed()
+
+    def watch(self, code: str, watch: bool) -> None:
+        if watch:
+            if code not in self.sites:
+                raise RoomError("unknown_site", f"Site {code!r} is not connected.")
+            if code not in self.watched:
+                if None not in self.watched:
+                    raise RoomError(
+                        "wall_full", f"At most {WALL_SLOTS} sites can be watched at once."
+                    )
+                self.watched[self.watched.index(None)] = code
+        else:
+            self.watched = [None if c == code else c for c in self.watched]
+        self.route()
+        self.changed()
+
+    def report_devices(self, participant: Participant, mic_on: bool, camera_on: bool) -> None:
+        participant.mic_on, participant.camera_on = mic_on, camera_on
+        self.changed()
+
+    async def end(self) -> None:
+        self.live = False
+        self.ended = True
+        self.floor = None
+        for p in (self.chair, *self.sites.values()):
+            if p is not None:
+                await self._drop_peer(p)
+        self.changed()
+
+    async def close(self) -> None:
+        for p in (self.chair, *self.sites.values()):
+            if p is not None:
+                await self._drop_peer(p)
+        for task in tuple(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.router.close()
+
+    def changed(self) -> None:
+        self._on_change(self)
+
+    # -- what each side sees -----------------------------------------------------------------
+
+    def queue(self) -> list[Participant]:
+        raised = [p for p in self.sites.values() if p.hand_raised]
+        return sorted(raised, key=lambda p: p.hand_raised_at)
+
+    def site_state(self, p: Participant) -> dict[str, Any]:
+        return {
+            "unit": p.key,
+            "name": p.unit_name,
+            "path": p.unit_path,
+            "media": p.peer is not None and bool(p.peer.producers),
+            "hand_raised": p.hand_raised,
+            "muted": p.key in self.muted,
+            "mic_on": p.mic_on,
+            "camera_on": p.camera_on,
+        }
+
+    def state_for(self, viewer: Participant) -> dict[str, Any]:
+        holder = self.sites.get(self.floor) if self.floor else None
+        state: dict[str, Any] = {
+            "meeting_id": self.meeting_id,
+            "title": self.title,
+            "status": "ended" if self.ended else ("live" if self.live else "waiting"),
+            "chair_present": self.chair is not None,
+            "floor": {"unit": holder.key, "name": holder.unit_name} if holder else None,
+            "you": {
+                "unit": viewer.key,
+                "role": viewer.role,
+                "has_floor": holder is viewer,
+                "muted": viewer.key in self.muted,
+                "hand_raised": viewer.hand_raised,
+            },
+        }
+        if viewer.role == CHAIR:
+            state["sites"] = [
+                self.site_state(p) for p in sorted(self.sites.values(), key=lambda p: p.unit_path)
+            ]
+            state["queue"] = [
+                {"unit": p.key, "name": p.unit_name, "path": p.unit_path} for p in self.queue()
+            ]
+            state["watched"] = list(self.watched)
+        return state
+
+
+def _attach(slots: dict[str, Any], name: str, producer: Producer | None) -> None:
+    consumer = slots.get(name)
+    if consumer is not None:
+        consumer.attach(producer)

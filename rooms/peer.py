@@ -1,0 +1,221 @@
+"""One participant's WebRTC link to this node: fixed slots, one offer/answer, no renegotiation.
+
+The client offers transceivers in the order of its *layout* (``SITE_LAYOUT`` or
+``CHAIR_LAYOUT``): first what it publishes (camera, microphone), then the slots it receives.
+What a receive slot shows changes on the node (a Consumer switches producer at a keyframe),
+so the browser never has to renegotiate when the floor or the watched sites change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
+from rooms.router import Consumer, Producer, Router
+
+log = logging.getLogger(__name__)
+
+WALL_SLOTS = 4
+ICE_GATHER_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    kind: str
+    publish: bool  # True: the client sends it; False: the node sends it
+
+    def public(self) -> dict[str, str]:
+        return {
+            "slot": self.name,
+            "kind": self.kind,
+            "direction": "sendonly" if self.publish else "recvonly",
+        }
+
+
+SITE_LAYOUT: tuple[Slot, ...] = (
+    Slot("camera", "video", True),
+    Slot("microphone", "audio", True),
+    Slot("chair.video", "video", False),
+    Slot("chair.audio", "audio", False),
+    Slot("floor.video", "video", False),
+    Slot("floor.audio", "audio", False),
+)
+CHAIR_LAYOUT: tuple[Slot, ...] = (
+    Slot("camera", "video", True),
+    Slot("microphone", "audio", True),
+    Slot("floor.video", "video", False),
+    Slot("floor.audio", "audio", False),
+    *(Slot(f"wall.{i}", "video", False) for i in range(WALL_SLOTS)),
+)
+
+
+class MediaError(Exception):
+    """A refused offer; ``code`` is the stable error code sent to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_offer(sdp: str, layout: tuple[Slot, ...]) -> None:
+    """Refuse an offer whose m-lines do not follow the layout, naming the first difference."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises many kinds on garbage
+        raise MediaError(
+            "bad_sdp", f"the offer is not valid SDP: {exc.__class__.__name__}"
+        ) from exc
+    media = [m for m in parsed.media if m.kind in ("audio", "video")]
+    if len(media) != len(layout):
+        raise MediaError(
+            "bad_offer",
+            f"expected {len(layout)} audio/video sections in layout order, got {len(media)}",
+        )
+    for index, (m, slot) in enumerate(zip(media, layout, strict=True)):
+        allowed = ("sendonly", "sendrecv") if slot.publish else ("recvonly", "sendrecv")
+        if m.kind != slot.kind or m.direction not in allowed:
+            raise MediaError(
+                "bad_offer",
+                f"section {index} must be {slot.kind} {allowed[0]} for slot {slot.name!r}, "
+                f"got {m.kind} {m.direction}",
+            )
+        if not m.ice or not m.ice.usernameFragment or not m.dtls or not m.dtls.fingerprints:
+            raise MediaError(
+                "bad_sdp", f"section {index} lacks ICE credentials or a DTLS fingerprint"
+            )
+    bundle = next((g for g in parsed.group if g.semantic == "BUNDLE"), None)
+    mids = [m.rtp.muxId for m in media]
+    if bundle is None or any(mid not in bundle.items for mid in mids):
+        raise MediaError("bad_offer", "every section must be in one BUNDLE group")
+
+
+class Peer:
+    """A participant's peer connection with its producers (published) and consumers (slots)."""
+
+    def __init__(
+        self,
+        router: Router,
+        layout: tuple[Slot, ...],
+        app_data: dict[str, Any],
+        on_producer: Callable[[Peer, Slot, Producer], None],
+        on_failed: Callable[[Peer], None],
+    ) -> None:
+        self.router = router
+        self.layout = layout
+        self.app_data = app_data
+        self.pc: RTCPeerConnection | None = None
+        self.producers: dict[str, Producer] = {}  # by slot name
+        self.consumers: dict[str, Consumer] = {}  # by slot name
+        self.closed = False
+        self._on_producer = on_producer
+        self._on_failed = on_failed
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def answer(self, sdp: str) -> str:
+        if self.pc is not None:
+            raise MediaError("already_negotiated", "this link is negotiated; rejoin to start over")
+        check_offer(sdp, self.layout)
+        # max-bundle: one transport for every section. With aiortc's default (balanced) an
+        # answerer puts a second section of the same kind on a transport that never connects.
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        slots_by_mid: dict[str, Slot] = {}
+
+        @pc.on("track")
+        def _on_track(track: Any) -> None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track and transceiver.mid in slots_by_mid:
+                    slot = slots_by_mid[transceiver.mid]
+                    if slot.publish and slot.kind == track.kind:
+                        receiver = transceiver.receiver
+                        producer = self.router.create_producer(
+                            slot.kind, receiver._send_rtcp_pli, {**self.app_data, "slot": slot.name}
+                        )
+                        attach_producer(receiver, producer)
+                        self.producers[slot.name] = producer
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if pc.connectionState == "failed" and not self.closed:
+                self._on_failed(self)
+
+        # m-line order gives each mid its slot; check_offer already matched kinds.
+        parsed = SessionDescription.parse(sdp)
+        media = [m for m in parsed.media if m.kind in ("audio", "video")]
+        for m, slot in zip(media, self.layout, strict=True):
+            if m.rtp.muxId:
+                slots_by_mid[m.rtp.muxId] = slot
+        if len(slots_by_mid) != len(self.layout):
+            raise MediaError("bad_sdp", "every section needs its own a=mid")
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            raise MediaError("bad_sdp", f"the offer was refused: {exc}") from exc
+
+        for transceiver in pc.getTransceivers():
+            found = slots_by_mid.get(transceiver.mid or "")
+            if found is None:
+                continue
+            slot = found
+            if not restrict_codecs(transceiver):
+                want = "VP8" if slot.kind == "video" else "Opus"
+                raise MediaError("unsupported_codec", f"slot {slot.name!r} must offer {want}")
+            if slot.publish:
+                transceiver.direction = "recvonly"
+            else:
+                transceiver.direction = "sendonly"
+                consumer = self.router.create_consumer(
+                    slot.kind, {**self.app_data, "slot": slot.name}
+                )
+                attach_consumer(transceiver.sender, consumer)
+                self.consumers[slot.name] = consumer
+
+        answer = await pc.createAnswer()
+        try:
+            await asyncio.wait_for(pc.setLocalDescription(answer), ICE_GATHER_TIMEOUT)
+        except TimeoutError as exc:
+            raise MediaError("ice_timeout", "gathering ICE candidates took too long") from exc
+        for slot_name, producer in self.producers.items():
+            slot = next(s for s in self.layout if s.name == slot_name)
+            self._on_producer(self, slot, producer)
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_connect())
+        return str(pc.localDescription.sdp)
+
+    async def _watch_connect(self) -> None:
+        """A link that does not connect in time is failed, so the client rejoins."""
+        await asyncio.sleep(CONNECT_TIMEOUT)
+        if self.pc is not None and self.pc.connectionState != "connected" and not self.closed:
+            log.info("peer %s did not connect in %.0f s", self.app_data, CONNECT_TIMEOUT)
+            self._on_failed(self)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        for consumer in self.consumers.values():
+            self.router.close_consumer(consumer)
+        for producer in self.producers.values():
+            await self.router.close_producer(producer)
+        self.consumers.clear()
+        self.producers.clear()
+        if self.pc is not None:
+            await self.pc.close()
