@@ -12,10 +12,12 @@ import jinja2
 from aiohttp import web
 
 import web as web_pkg
+from rooms.hooks import check_aiortc_hooks
 from server import admin, api, auth, pages
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import Handler, error_middleware
+from server.signaling import setup_signaling
 from server.state import CTX, NodeContext
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    check_aiortc_hooks()  # refuse to start, naming aiortc's version, if an internal is gone
     app = web.Application(
         middlewares=[
             forwarded_middleware,
@@ -116,6 +119,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(admin.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
+    setup_signaling(app)
     if SOCKETIO_DIST.is_dir():
         app.router.add_static("/vendor/socket.io/", SOCKETIO_DIST, name="vendor_socketio")
     return app

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from rooms.hooks import AiortcHooksMissing
     from server.app import SchemaError, node_url, run
 
     print(f"hoinghi node listening on {node_url(settings)}", flush=True)
     try:
         run(settings)
-    except SchemaError as exc:
+    except (SchemaError, AiortcHooksMissing) as exc:
         return fail(str(exc))
     return 0
 
@@ -128,6 +130,15 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.admin import USERNAME_RE
+
+    # The same rule as the admin pages: logins are matched in lower case, so an upper-case
+    # username would be an account nobody can log in to.
+    if not re.fullmatch(USERNAME_RE, args.username):
+        return fail(
+            f"username {args.username!r} refused: use 2 to 64 lower-case letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:

@@ -8,7 +8,7 @@ only a chair whose subtree holds the host unit may edit or cancel, before the me
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,10 +31,10 @@ def _require_offset(value: datetime | None) -> datetime | None:
         raise ValueError("must include a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
     # Stored in UTC and shown in the node's zone: both must stay within datetime's range.
     try:
-        in_utc = value
+        in_utc = value.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range") from None
-    if in_utc.year > 99999:
+    if in_utc.year > 9998:
         raise ValueError("must be before the year 9999")
     return value
 

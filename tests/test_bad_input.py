@@ -413,27 +413,33 @@ json_scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
 )
+
+
+def str_iso(value: datetime) -> str:
+    return value.isoformat()
+
+
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
     max_leaves=12,
 )
 # Start times anywhere in the calendar, with and without an offset, often in the future
-# (so a request can get through), and often at the calendar's two ends, where converting
-# between zones leaves datetime's range.
-calendar_ends = st.datetimes(min_value=datetime(9999, 12, 30)) | st.datetimes(
-    max_value=datetime(1, 1, 2)
+# (so that requests get through), and often on the calendar's first and last day, where
+# converting between zones leaves datetime's range.
+calendar_ends = st.datetimes(min_value=datetime(9999, 12, 31)) | st.datetimes(
+    max_value=datetime(1, 1, 1, 23, 59)
 )
-start_times = (
-    st.one_of(
-        st.datetimes(min_value=datetime(2030, 1, 1), timezones=st.timezones()),
-        st.datetimes(timezones=st.timezones()),
-        st.datetimes(),
-        calendar_ends.flatmap(lambda d: st.timezones().map(lambda z: d.replace(tzinfo=z))),
-    ).map(lambda d: d.isoformat())
-    | st.integers()
+start_times = st.one_of(
+    st.datetimes(min_value=datetime(2030, 1, 1), timezones=st.timezones()).map(str_iso),
+    st.datetimes(timezones=st.timezones()).map(str_iso),
+    calendar_ends.flatmap(lambda d: st.timezones().map(lambda z: d.replace(tzinfo=z))).map(str_iso),
+    st.datetimes().map(str_iso),
+    st.integers(),
 )
-unit_codes = st.lists(st.sampled_from(["CM-NC", "CM-NC-HR", "CM-NH", "CM-TVT-KB"]), max_size=3)
+unit_codes = st.lists(
+    st.sampled_from(["CM-NC", "CM-NC-HR", "CM-NH", "CM-TVT-KB"]), min_size=1, max_size=3
+)
 any_codes = st.lists(st.sampled_from(["CM-NC", "CM-NC-HR", "CM", "CM-XX", "", " CM-NH "]))
 
 
@@ -484,6 +490,13 @@ def check_answer(status: int, body: Any) -> None:
         assert body["ok"] is True, body
 
 
+async def check_pages_show(world: World, meeting_id: int) -> None:
+    """What the API accepted, the pages can show: its detail and edit form."""
+    for path in (f"/meetings/{meeting_id}", f"/meetings/{meeting_id}/edit"):
+        resp = await world.chair.client.get(path, allow_redirects=False)
+        assert resp.status == 200, (path, await resp.text())
+
+
 async def post_json(session: Session, method: str, path: str, value: Any) -> tuple[int, Any]:
     return await send_raw(session, method, path, json.dumps(value).encode())
 
@@ -493,6 +506,8 @@ async def post_json(session: Session, method: str, path: str, value: Any) -> tup
 async def test_any_json_to_schedule_a_meeting_gets_a_clean_answer(world: World, value: Any) -> None:
     status, body = await post_json(world.chair, "POST", "/api/meetings", value)
     check_answer(status, body)
+    if status == 201:
+        await check_pages_show(world, body["meeting"]["id"])
 
 
 @settings(max_examples=60, deadline=None)
@@ -500,6 +515,8 @@ async def test_any_json_to_schedule_a_meeting_gets_a_clean_answer(world: World, 
 async def test_any_json_to_edit_a_meeting_gets_a_clean_answer(world: World, value: Any) -> None:
     status, body = await post_json(world.chair, "PATCH", f"/api/meetings/{world.meeting_id}", value)
     check_answer(status, body)
+    if status == 200:
+        await check_pages_show(world, world.meeting_id)
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,34 @@
+"""The live meetings of this node, by meeting id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rooms.meeting import LiveMeeting
+
+
+class Registry:
+    def __init__(self, on_change: Callable[[LiveMeeting], None]) -> None:
+        self.meetings: dict[int, LiveMeeting] = {}
+        self._on_change = on_change
+
+    def get(self, meeting_id: int) -> LiveMeeting | None:
+        return self.meetings.get(meeting_id)
+
+    def open(self, meeting_id: int, title: str, host_code: str) -> LiveMeeting:
+        live = self.meetings.get(meeting_id)
+        if live is None or live.ended:
+            live = LiveMeeting(meeting_id, title, host_code, self._on_change)
+            self.meetings[meeting_id] = live
+        return live
+
+    async def discard(self, live: LiveMeeting) -> None:
+        """Forget an ended meeting once its last participant has left."""
+        if self.meetings.get(live.meeting_id) is live:
+            del self.meetings[live.meeting_id]
+        await live.close()
+
+    async def close(self) -> None:
+        for live in tuple(self.meetings.values()):
+            await live.close()
+        self.meetings.clear()

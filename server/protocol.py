@@ -1,0 +1,99 @@
+"""Wire models of the ``/meeting`` socket.io namespace: one pydantic model per event.
+
+docs/protocol.md documents each event, payload, acknowledgement and error code; a test fails
+when an event handled here is missing from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SDP = 64 * 1024
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Join(Event):
+    meeting_id: int = Field(ge=1)
+
+
+class Offer(Event):
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class Empty(Event):
+    pass
+
+
+class RaiseHand(Event):
+    raised: bool
+
+
+class GiveFloor(Event):
+    unit: str = Field(min_length=1, max_length=64)
+
+
+class Mute(Event):
+    unit: str = Field(min_length=1, max_length=64)
+    muted: bool
+
+
+class Watch(Event):
+    unit: str = Field(min_length=1, max_length=64)
+    watch: bool
+
+
+class Devices(Event):
+    mic_on: bool
+    camera_on: bool
+
+
+# event name -> payload model; the namespace dispatches on this table
+EVENTS: dict[str, type[Event]] = {
+    "join": Join,
+    "offer": Offer,
+    "start": Empty,
+    "end": Empty,
+    "raise_hand": RaiseHand,
+    "give_floor": GiveFloor,
+    "take_floor": Empty,
+    "mute": Mute,
+    "watch": Watch,
+    "devices": Devices,
+    "leave": Empty,
+}
+
+# events the node sends
+SERVER_EVENTS = ("state", "replaced", "ended")
+
+ERROR_CODES = {
+    "not_authenticated": "The socket has no valid session cookie (connect is refused).",
+    "bad_request": "The payload does not match the event's model.",
+    "unknown_event": "No such event.",
+    "not_joined": "Join a meeting first.",
+    "meeting_not_found": "No such meeting, or not visible to this user.",
+    "meeting_not_open": "The meeting was cancelled or has ended.",
+    "not_invited": "The user's unit is neither the host nor an invited site.",
+    "forbidden": "The user's role in this meeting may not do this.",
+    "bad_sdp": "The offer is not valid SDP or lacks ICE/DTLS parameters.",
+    "bad_offer": "The offer's sections do not follow the layout.",
+    "unsupported_codec": "A section does not offer VP8 (video) or Opus (audio).",
+    "already_negotiated": "This link already has an answer; join again to start over.",
+    "ice_timeout": "The node could not gather ICE candidates in time.",
+    "unknown_site": "The named site is not connected.",
+    "wall_full": "The chair already watches the maximum number of sites.",
+    "meeting_ended": "The meeting has ended.",
+    "internal_error": "The node failed; it has been logged.",
+}
+
+
+def fail(code: str, message: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, "error": code, "message": message or ERROR_CODES[code], **extra}
+
+
+def ok(**body: Any) -> dict[str, Any]:
+    return {"ok": True, **body}

@@ -1,0 +1,302 @@
+"""The ``/meeting`` socket.io namespace: joining, offer/answer, and the chair's controls.
+
+python-socketio ships no type hints, so it is wrapped here and nowhere else. A handler's
+return value is the acknowledgement: ``{"ok": true, ...}`` or ``{"ok": false, "error": CODE,
+"message": TEXT}``; no traceback reaches a client (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import ValidationError
+
+from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
+from rooms.peer import MediaError
+from rooms.registry import Registry
+from server import auth, meetings
+from server.errors import AppError
+from server.models import Meeting, MeetingStatus, Role, utcnow
+from server.protocol import (
+    EVENTS,
+    Devices,
+    Empty,
+    GiveFloor,
+    Join,
+    Mute,
+    Offer,
+    RaiseHand,
+    Watch,
+    fail,
+    ok,
+)
+from server.state import CTX, NodeContext
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/meeting"
+REGISTRY = web.AppKey("hoinghi_registry", Registry)
+SIO = web.AppKey("hoinghi_sio", socketio.AsyncServer)
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(NAMESPACE)
+        self.app = app
+        self.registry = Registry(self._changed)
+        self._dirty: set[int] = set()
+        self._flush: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.handlers: dict[str, Handler] = {
+            "join": self._join,
+            "offer": self._offer,
+            "start": self._start,
+            "end": self._end,
+            "raise_hand": self._raise_hand,
+            "give_floor": self._give_floor,
+            "take_floor": self._take_floor,
+            "mute": self._mute,
+            "watch": self._watch,
+            "devices": self._devices,
+            "leave": self._leave,
+        }
+        assert set(self.handlers) == set(EVENTS), "every event needs a model and a handler"
+
+    @property
+    def node(self) -> NodeContext:
+        return self.app[CTX]
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
+        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        morsel = cookie.get(auth.SESSION_COOKIE)
+        user = await auth.load_session_user(self.node, morsel.value) if morsel else None
+        if user is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "not_authenticated", "message": "Log in first."}
+            )
+        await self.save_session(sid, {"user": user})
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = await self.get_session(sid)
+        await self._depart(sid, session)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Every event goes through here: model validation, then its handler, then the ack."""
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid = args[0]
+        payload = args[1] if len(args) > 1 else {}
+        handler = self.handlers.get(event)
+        if handler is None:
+            return fail("unknown_event", f"No event {event!r}.")
+        try:
+            data = EVENTS[event].model_validate(payload if payload is not None else {})
+        except ValidationError as exc:
+            fields = {
+                ".".join(str(p) for p in e["loc"]) or "payload": e["msg"] for e in exc.errors()
+            }
+            return fail(
+                "bad_request", "Invalid payload: " + ", ".join(sorted(fields)), fields=fields
+            )
+        try:
+            return await handler(sid, data)
+        except (RoomError, MediaError) as exc:
+            return fail(exc.code, exc.message)
+        except AppError as exc:
+            return fail(
+                exc.code if exc.code in ("meeting_not_found",) else "forbidden", exc.message
+            )
+        except Exception:
+            log.exception("event %s failed", event)
+            return fail("internal_error")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _member(self, sid: str, role: str | None = None) -> tuple[LiveMeeting, Participant]:
+        session = await self.get_session(sid)
+        live = self.registry.get(session.get("meeting_id", 0))
+        participant = live.by_sid(sid) if live else None
+        if live is None or participant is None:
+            raise RoomError("not_joined", "Join a meeting first.")
+        if role is not None and participant.role != role:
+            raise RoomError("forbidden", f"Only the {role} may do this.")
+        return live, participant
+
+    async def _set_status(self, meeting_id: int, status: MeetingStatus) -> None:
+        async with self.node.sessionmaker() as db, db.begin():
+            meeting = await db.get(Meeting, meeting_id)
+            if meeting is not None and meeting.status is not status:
+                meeting.status = status
+                meeting.updated_at = utcnow()
+
+    def _changed(self, live: LiveMeeting) -> None:
+        """Coalesce state broadcasts: one per meeting per loop turn."""
+        self._dirty.add(live.meeting_id)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._broadcast())
+
+    async def _broadcast(self) -> None:
+        await asyncio.sleep(0)
+        dirty, self._dirty = self._dirty, set()
+        sends = []
+        for meeting_id in dirty:
+            live = self.registry.get(meeting_id)
+            if live is None:
+                continue
+            for p in (live.chair, *live.sites.values()):
+                if p is not None:
+                    sends.append(self.emit("state", live.state_for(p), to=p.sid))
+        # Concurrently, so one slow socket stalls nobody.
+        await asyncio.gather(*sends, return_exceptions=True)
+
+    async def _depart(self, sid: str, session: dict[str, Any]) -> None:
+        live = self.registry.get(session.get("meeting_id", 0))
+        if live is None:
+            return
+        participant = live.by_sid(sid)
+        if participant is not None:
+            await live.leave(participant)
+        if live.ended and live.chair is None and not live.sites:
+            await self.registry.discard(live)
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _join(self, sid: str, data: Join) -> dict[str, Any]:
+        session = await self.get_session(sid)
+        user: auth.CurrentUser = session["user"]
+        node = self.node
+        tree = node.units
+        async with node.sessionmaker() as db:
+            meeting = await meetings.get_visible(db, user, tree, data.meeting_id)
+        if meeting.status in (MeetingStatus.CANCELLED, MeetingStatus.ENDED):
+            return fail("meeting_not_open", f"The meeting is {meeting.status.value}.")
+        if user.role is Role.CHAIR and user.unit_id == meeting.host_unit_id:
+            role = CHAIR
+        elif user.role in (Role.OPERATOR, Role.CHAIR) and user.unit_id in meetings.site_ids(
+            meeting, tree
+        ):
+            role = SITE
+        else:
+            return fail("not_invited")
+        if session.get("meeting_id"):
+            await self._depart(sid, session)
+        unit = tree.get(user.unit_id)
+        live = self.registry.open(meeting.id, meeting.title, tree.get(meeting.host_unit_id).code)
+        if meeting.status is MeetingStatus.LIVE and not live.live:
+            live.live = True  # the node restarted during a live meeting
+        participant = Participant(
+            key=unit.code,
+            role=role,
+            unit_name=unit.name,
+            unit_path=[u.name for u in tree.path(unit.id)],
+            user_id=user.id,
+            sid=sid,
+        )
+        old = await live.join(participant)
+        if old is not None and old.sid != sid:
+            await self.emit("replaced", {"meeting_id": meeting.id}, to=old.sid)
+        session["meeting_id"] = meeting.id
+        await self.save_session(sid, session)
+        await self.enter_room(sid, f"meeting:{meeting.id}")
+        log.info("joined", extra={"meeting": meeting.id, "unit": unit.code, "peer": sid})
+        return ok(
+            role=role,
+            unit=unit.code,
+            layout=[s.public() for s in live.layout(role)],
+            state=live.state_for(participant),
+        )
+
+    async def _offer(self, sid: str, data: Offer) -> dict[str, Any]:
+        live, participant = await self._member(sid)
+        answer = await live.connect(participant, data.sdp)
+        return ok(sdp=answer, type="answer")
+
+    async def _start(self, sid: str, data: Empty) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        await self._set_status(live.meeting_id, MeetingStatus.LIVE)
+        live.start()
+        return ok()
+
+    async def _end(self, sid: str, data: Empty) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        await self._set_status(live.meeting_id, MeetingStatus.ENDED)
+        await live.end()
+        await self.emit("ended", {"meeting_id": live.meeting_id}, room=f"meeting:{live.meeting_id}")
+        return ok()
+
+    async def _raise_hand(self, sid: str, data: RaiseHand) -> dict[str, Any]:
+        live, participant = await self._member(sid, SITE)
+        live.raise_hand(participant, data.raised)
+        return ok()
+
+    async def _give_floor(self, sid: str, data: GiveFloor) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        live.give_floor(data.unit)
+        return ok()
+
+    async def _take_floor(self, sid: str, data: Empty) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        live.take_floor()
+        return ok()
+
+    async def _mute(self, sid: str, data: Mute) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        live.set_muted(data.unit, data.muted)
+        return ok()
+
+    async def _watch(self, sid: str, data: Watch) -> dict[str, Any]:
+        live, _ = await self._member(sid, CHAIR)
+        live.watch(data.unit, data.watch)
+        return ok()
+
+    async def _devices(self, sid: str, data: Devices) -> dict[str, Any]:
+        live, participant = await self._member(sid)
+        live.report_devices(participant, data.mic_on, data.camera_on)
+        return ok()
+
+    async def _leave(self, sid: str, data: Empty) -> dict[str, Any]:
+        session = await self.get_session(sid)
+        await self._depart(sid, session)
+        session.pop("meeting_id", None)
+        await self.save_session(sid, session)
+        return ok()
+
+    async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+        await self.registry.close()
+
+
+def setup_signaling(app: web.Application) -> MeetingNamespace:
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        # Same-origin only: a page elsewhere cannot drive a user's socket with their cookie.
+        cors_allowed_origins=None,
+        max_http_buffer_size=MAX_MESSAGE,
+        logger=False,
+        engineio_logger=False,
+    )
+    namespace = MeetingNamespace(app)
+    sio.register_namespace(namespace)
+    sio.attach(app)
+    app[SIO] = sio
+    app[REGISTRY] = namespace.registry
+
+    async def _close(_app: web.Application) -> None:
+        await namespace.close()
+
+    app.on_shutdown.append(_close)
+    return namespace
+
+
+MAX_MESSAGE = 128 * 1024
