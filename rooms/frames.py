@@ -26,7 +26,7 @@ AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK)
 # A gap that NACK has not filled in this long is given up: the frames around it are dropped,
 # a keyframe is requested, and forwarding resumes at the next keyframe. Without this, one lost
 # packet stalls the stream until a 512-packet buffer overflows (several seconds of freeze).
-GAP_TIMEOUT = 0.3
+GAP_TIMEOUT = 0.4
 MAX_PENDING = 1024
 
 
@@ -96,7 +96,8 @@ class TimestampUnwrapper:
             self._cycles += 1
             self._last_raw = ts
         elif ts > self._last_raw and ts - self._last_raw > 0x80000000:
-            pass  # a late packet from before a wrap: leave the state alone
+            # A late packet from before the last wrap: it belongs to the previous cycle.
+            return ts + ((self._cycles - 1) << 32) - self._first
         else:
             self._last_raw = ts
         return ts + (self._cycles << 32) - self._first
@@ -171,7 +172,9 @@ class FrameAssembler:
             self._resync = True
         self._pending[seq] = packet
         self._release()
-        if self._pending:
+        if self._has_gap():
+            # A packet is missing while later ones wait behind it. A frame that is merely
+            # still arriving is not a gap, however slowly its packets come.
             now = time.monotonic()
             if self._gap_since is None:
                 self._gap_since = now
@@ -181,6 +184,12 @@ class FrameAssembler:
                 self._release()
         else:
             self._gap_since = None
+
+    def _has_gap(self) -> bool:
+        if not self._pending or self._next is None:
+            return False
+        span = max(_seq_delta(s, self._next) for s in self._pending) + 1
+        return span > len(self._pending)
 
     def _release(self) -> None:
         """Emit every complete frame that starts at ``_next``."""
@@ -227,13 +236,18 @@ class FrameAssembler:
             self._emit(data, timestamp, keyframe)
 
     def _give_up_gap(self) -> None:
-        """Drop what is stuck behind a gap and wait for a keyframe."""
-        if not self._pending:
+        """Drop what is stuck behind the first missing packet and wait for a keyframe."""
+        if not self._pending or self._next is None:
             return
-        assert self._next is not None
-        first_after = min(self._pending, key=lambda s: _seq_delta(s, self._next or 0))
+        hole = self._next
+        while hole in self._pending:
+            hole = (hole + 1) & 0xFFFF
+        for seq in [s for s in self._pending if _seq_delta(s, hole) < 0]:
+            del self._pending[seq]
         self.frames_dropped += 1
-        self._next = first_after
+        self._next = (
+            min(self._pending, key=lambda s: _seq_delta(s, hole)) if self._pending else hole
+        )
         self._resync = True
         self._need_keyframe = True
         self._gap_since = None

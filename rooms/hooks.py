@@ -6,12 +6,27 @@ checks them before it serves and refuses to start, naming the version found, if 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import re
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from struct import pack
 from typing import Any
 
+import aioice
+import aioice.ice
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.utils import random32
 
 from rooms.router import Consumer, Packer, Producer
 
@@ -39,6 +54,18 @@ def check_aiortc_hooks() -> None:
     sender_src = inspect.getsource(RTCRtpSender)
     if "self.__encoder.pack(data)" not in sender_src or "self.__encoder is None" not in sender_src:
         problems.append("RTCRtpSender encoder.pack path")
+    # The forwarding sender (_ForwardingSender) keeps these private sender fields.
+    for name in _SENDER_FIELDS:
+        if not re.search(rf"self\.__{name}(: [^=\n]+)? = ", sender_src):
+            problems.append(f"RTCRtpSender.__{name}")
+    send_src = inspect.getsource(RTCRtpSender.send)
+    if "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))" not in send_src:
+        problems.append("RTCRtpSender.send starting self._run_rtp")
+    if "packet = self.__rtp_history.get(" not in inspect.getsource(RTCRtpSender._retransmit):
+        problems.append("RTCRtpSender._retransmit reading __rtp_history")
+    if not callable(getattr(RTCRtpSender, "_next_encoded_frame", None)):
+        problems.append("RTCRtpSender._next_encoded_frame")
+    problems += _send_path_problems()
     if "self._send_keyframe()" not in inspect.getsource(RTCRtpSender._handle_rtcp_packet):
         problems.append("RTCRtpSender._send_keyframe on PLI/FIR")
     if not callable(getattr(Vp8Encoder, "_packetize", None)):
@@ -54,6 +81,41 @@ def check_aiortc_hooks() -> None:
         )
 
 
+def _awaits(func: Any) -> list[str] | None:
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return None  # no source to check: counted as missing
+    return [a.strip() for a in re.findall(r"\bawait\s+([^\n]+)", source)]
+
+
+def _send_path_problems() -> list[str]:
+    """The forwarding sender drives ``RTCDtlsTransport._send_rtp`` without a task, so that
+    chain must never suspend: SRTP, then the ICE connection's send, then ``sendto``."""
+    ice_src = inspect.getsource(RTCIceTransport.__init__)
+    expected = [
+        (RTCDtlsTransport._send_rtp, ["self.transport._send(data)"]),
+        (aioice.Connection.send, ["self.sendto(data, 1)"]),
+        (
+            aioice.Connection.sendto,
+            ["active_pair.protocol.send_data(data, active_pair.remote_addr)"],
+        ),
+        (aioice.ice.StunProtocol.send_data, []),
+    ]
+    problems = [
+        f"{func.__module__}.{func.__qualname__} awaiting only {awaits or 'nothing'}"
+        for func, awaits in expected
+        if _awaits(func) != awaits
+    ]
+    if "self._send = self._connection.send" not in ice_src:
+        problems.append("RTCIceTransport._send bound to the aioice connection's send")
+    if "self.transport.sendto(data, addr)" not in inspect.getsource(
+        aioice.ice.StunProtocol.send_data
+    ):
+        problems.append("aioice StunProtocol.send_data calling transport.sendto")
+    return problems
+
+
 def attach_producer(receiver: RTCRtpReceiver, producer: Producer) -> None:
     """Route a receiver's packets into ``producer`` instead of its decoder.
 
@@ -67,7 +129,301 @@ def attach_consumer(sender: RTCRtpSender, consumer: Consumer) -> None:
     """Make ``sender`` send ``consumer``'s frames as they are, and pass its PLIs upstream."""
     sender._RTCRtpSender__encoder = Packer(consumer)  # type: ignore[attr-defined]
     sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+    if not getattr(sender, "_RTCRtpSender__started", True):
+        # send() has not started the RTP task yet: it will start the forwarding loop instead.
+        track = consumer.track
+        if not isinstance(track.queue, _DirectQueue):
+            queue = _DirectQueue(track.queue.maxsize)
+            while not track.queue.empty():
+                queue.put_nowait(track.queue.get_nowait())
+            track.queue = queue
+        forwarding = _ForwardingSender(sender)
+        sender._run_rtp = forwarding.run  # type: ignore[method-assign]
     sender.replaceTrack(consumer.track)
+
+
+# -- the forwarding send path ------------------------------------------------------------------
+#
+# aiortc's RTCRtpSender._run_rtp is a task per sender: it wakes for every frame (a queue hop
+# from the producer), builds an RtpPacket per payload, reads the wall clock through datetime
+# twice per packet (clock.current_ntp_time) and serializes the header extensions per packet.
+# For a forwarding sender that is most of the per-subscriber cost apart from SRTP and the
+# send system call. _ForwardingSender does the same work with that overhead cut down:
+#
+# * once its task runs, the consumer's queue hands each frame straight to the sender
+#   (``_DirectQueue.put_nowait``), which packs and sends it at once, inside the producer's
+#   delivery, instead of waking a task per frame per subscriber;
+# * the RTP header is packed directly and the extension block is built once, with only the
+#   abs-send-time spliced in per packet;
+# * each packet still goes through aiortc's own ``RTCDtlsTransport._send_rtp`` (SRTP, ICE,
+#   transport counters), driven to completion synchronously: in aiortc 1.16.0 and aioice that
+#   coroutine chain never suspends (``check_aiortc_hooks`` verifies this at start-up).
+#
+# The packets on the wire are the same bytes as aiortc's: same header fields, the same
+# extensions in the same order, an abs-send-time taken per packet, the same sequence numbers
+# and timestamps; the NACK history is kept for aiortc's own _retransmit, the counters for
+# sender reports and stats are kept, and the loop exits as aiortc's does (stopping the track
+# and setting __rtp_exited, which stop() waits for).
+
+_SENDER_FIELDS = (
+    "track",
+    "encoder",
+    "mid",
+    "rtp_exited",
+    "rtp_header_extensions_map",
+    "rtp_started",
+    "rtp_history",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
+_NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def _ntp_now() -> int:
+    """aiortc's clock.current_ntp_time() (microsecond wall clock in NTP format), without the
+    two datetime objects it builds."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return ((seconds + _NTP_EPOCH_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+
+
+def _drive(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends to its end, here and now."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("the RTP send path suspended; the forwarding sender needs it not to")
+
+
+class _DirectQueue(asyncio.Queue[Any]):
+    """A consumer track's queue that, while ``sink`` is set, sends each item at once.
+
+    Items queue as usual until the forwarding sender runs (before the link is up), and
+    whenever ``sink`` is cleared; the sender only takes over once the queue is empty, so
+    frames keep their order.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.sink: Callable[[Any], None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        sink = self.sink
+        if sink is None:
+            super().put_nowait(item)
+        else:
+            sink(item)
+
+
+class _SentPacket(RtpPacket):
+    """A sent packet as the NACK history keeps it: the fields, not a serialized header.
+
+    aiortc's ``_retransmit`` reads it like an ``RtpPacket`` (``wrap_rtx`` then ``serialize``);
+    the header extensions object is only built when a retransmission asks for it.
+    """
+
+    def __init__(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        abs_send_time: int | None,
+        mid: str | None,
+    ) -> None:
+        # RtpPacket.__init__ is skipped on purpose: it builds objects this never needs.
+        self.version = 2
+        self.marker = marker
+        self.payload_type = payload_type
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.csrc = []
+        self.payload = payload
+        self.padding_size = 0
+        self._abs_send_time = abs_send_time
+        self._mid = mid
+
+    @property
+    def extensions(self) -> HeaderExtensions:
+        return HeaderExtensions(abs_send_time=self._abs_send_time, mid=self._mid)
+
+    @extensions.setter
+    def extensions(self, value: HeaderExtensions) -> None:
+        self._abs_send_time = value.abs_send_time
+        self._mid = value.mid
+
+
+def _extension_block(ext_map: HeaderExtensionsMap, values: HeaderExtensions) -> bytes:
+    """What ``RtpPacket.serialize`` puts between the fixed header and the payload."""
+    profile, value = ext_map.set(values)
+    return pack("!HH", profile, len(value) >> 2) + value if value else b""
+
+
+class _ForwardingSender:
+    """``RTCRtpSender._run_rtp`` (aiortc 1.16.0) for a sender whose encoder only packs."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.sender = sender
+        self.s: Any = sender  # for the name-mangled private fields
+        self.codec: RTCRtpCodecParameters | None = None
+        self.payload_type = 0
+        self.sequence_number = 0
+        self.timestamp_origin = 0
+        self.mid: str | None = None
+        self.ext_map = HeaderExtensionsMap()
+        self.history: dict[int, RtpPacket] = {}
+        # the extension block with the abs-send-time cut out (constant: not negotiated)
+        self.ext_prefix = self.ext_suffix = b""
+        self.ext_constant: bytes | None = None
+        self.ended: asyncio.Future[Exception | None] | None = None
+
+    def _prepare_extensions(self) -> None:
+        low = _extension_block(self.ext_map, HeaderExtensions(abs_send_time=0, mid=self.mid))
+        high = _extension_block(
+            self.ext_map, HeaderExtensions(abs_send_time=0xFFFFFF, mid=self.mid)
+        )
+        if low == high:
+            self.ext_constant = low  # abs-send-time not negotiated
+            return
+        diff = [i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b]
+        if len(low) != len(high) or diff != [diff[0], diff[0] + 1, diff[0] + 2]:
+            raise RuntimeError("abs-send-time is not three bytes of the extension block")
+        self.ext_prefix, self.ext_suffix = low[: diff[0]], low[diff[0] + 3 :]
+
+    def send_frame(self, payloads: list[bytes], timestamp: int, audio_level: int | None) -> None:
+        """Send one frame's payloads, as the body of aiortc's RTP loop does."""
+        timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
+        ssrc = self.sender._ssrc
+        send_rtp = self.sender.transport._send_rtp
+        payload_type = self.payload_type
+        history = self.history
+        mid = self.mid
+        last = len(payloads) - 1
+        sent = octets = 0
+        try:
+            for i, payload in enumerate(payloads):
+                seq = self.sequence_number
+                marker = 1 if i == last else 0
+                ast = (_ntp_now() >> 14) & 0x00FFFFFF
+                if audio_level is not None:
+                    values = HeaderExtensions(
+                        abs_send_time=ast, mid=mid, audio_level=(False, -audio_level)
+                    )
+                    block = _extension_block(self.ext_map, values)
+                elif self.ext_constant is not None:
+                    block = self.ext_constant
+                else:
+                    block = self.ext_prefix + ast.to_bytes(3, "big") + self.ext_suffix
+                history[seq % RTP_HISTORY_SIZE] = _SentPacket(
+                    payload_type, marker, seq, timestamp, ssrc, payload, ast, mid
+                )
+                first = 0x90 if block else 0x80  # version 2, extension bit
+                header = pack("!BBHLL", first, (marker << 7) | payload_type, seq, timestamp, ssrc)
+                _drive(send_rtp(header + block + payload))
+                sent += 1
+                octets += len(payload)
+                self.sequence_number = (seq + 1) & 0xFFFF
+        finally:
+            # aiortc updates these after every packet; nothing can read them between the
+            # packets of one frame (no other task runs meanwhile), so once per frame is the same.
+            if sent:
+                s = self.s
+                s._RTCRtpSender__ntp_timestamp = _ntp_now()
+                s._RTCRtpSender__rtp_timestamp = timestamp
+                s._RTCRtpSender__octet_count += octets
+                s._RTCRtpSender__packet_count += sent
+
+    def _sink(self, track: MediaStreamTrack, queue: _DirectQueue) -> Callable[[Any], None]:
+        """What ``queue.put_nowait`` calls while the sender sends directly: the work of
+        ``_next_encoded_frame`` (with ``ForwardedTrack.recv``) and of one loop turn."""
+        s = self.s
+
+        def stop(outcome: Exception | None, requeue: Any = None) -> None:
+            queue.sink = None
+            if requeue is not None:
+                queue.put_nowait(requeue)
+            if self.ended is not None and not self.ended.done():
+                self.ended.set_result(outcome)
+
+        def sink(item: Any) -> None:
+            try:
+                encoder = s._RTCRtpSender__encoder
+                if s._RTCRtpSender__track is not track or not isinstance(encoder, Packer):
+                    stop(None, item)  # the sender changed: let the task loop handle it
+                    return
+                if item is None or track.readyState != "live":
+                    raise MediaStreamError
+                if not self.sender._enabled:
+                    return
+                payloads, timestamp = encoder.pack(item)
+                if payloads:
+                    self.send_frame(payloads, timestamp, None)
+            except Exception as exc:
+                # This sender's task ends on it, as in aiortc; the producer's other
+                # consumers never see it.
+                stop(exc)
+
+        return sink
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        s = self.s
+        s._RTCRtpSender__rtp_started.set()
+        assert codec.payloadType is not None
+        self.codec = codec
+        self.payload_type = codec.payloadType
+        self.sequence_number = random_sequence_number()
+        self.timestamp_origin = random32()
+        self.history = s._RTCRtpSender__rtp_history
+        self.ext_map = s._RTCRtpSender__rtp_header_extensions_map
+        self.mid = s._RTCRtpSender__mid
+        loop = asyncio.get_running_loop()
+        try:
+            self._prepare_extensions()
+            while True:
+                track = s._RTCRtpSender__track
+                if not track:
+                    await asyncio.sleep(0.02)
+                    continue
+
+                queue = getattr(track, "queue", None)
+                if (
+                    isinstance(queue, _DirectQueue)
+                    and queue.empty()
+                    and isinstance(s._RTCRtpSender__encoder, Packer)
+                ):
+                    # Hand frames to the sink until it stops (an error, or a change).
+                    self.ended = loop.create_future()
+                    queue.sink = self._sink(track, queue)
+                    try:
+                        outcome = await self.ended
+                    finally:
+                        queue.sink = None
+                        self.ended = None
+                    if outcome is not None:
+                        raise outcome
+                    continue
+
+                enc_frame = await self.sender._next_encoded_frame(codec)
+                if enc_frame is None:
+                    continue
+                self.send_frame(enc_frame.payloads, enc_frame.timestamp, enc_frame.audio_level)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # as in aiortc: __rtp_exited must be set or stop() hangs, so warn and fall through
+            s._RTCRtpSender__log_warning(traceback.format_exc())
+
+        if s._RTCRtpSender__track:
+            s._RTCRtpSender__track.stop()
+            s._RTCRtpSender__track = None
+        s._RTCRtpSender__encoder = None
+        s._RTCRtpSender__rtp_exited.set()
 
 
 def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:

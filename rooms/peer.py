@@ -24,6 +24,7 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 
 from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
+from rooms.ice import close_peer_connection
 from rooms.router import Consumer, Producer, Router
 
 log = logging.getLogger(__name__)
@@ -218,4 +219,4 @@ class Peer:
         self.consumers.clear()
         self.producers.clear()
         if self.pc is not None:
-            await self.pc.close()
+            await close_peer_connection(self.pc)

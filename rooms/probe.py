@@ -22,6 +22,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from rooms.frames import EncodedFrame, FrameAssembler
+from rooms.ice import close_peer_connection
 from rooms.peer import Slot
 from rooms.synthetic import CounterVideoTrack, ToneAudioTrack, read_bits
 
@@ -142,7 +143,7 @@ class ProbePeer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.pc.close()
+        await close_peer_connection(self.pc)
 
 
 def max_gap(counters: list[int]) -> int:

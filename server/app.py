@@ -13,7 +13,7 @@ from aiohttp import web
 
 import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
-from server import admin, api, auth, pages
+from server import admin, api, auth, live_pages, pages
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import Handler, error_middleware
@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(live_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     setup_signaling(app)
     if SOCKETIO_DIST.is_dir():

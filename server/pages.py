@@ -224,18 +224,25 @@ def _meeting_form(
     meeting_id: int | None,
     values: dict[str, Any],
     errors: dict[str, str],
+    host_id: int | None = None,
     status: int = 200,
 ) -> web.Response:
+    """The schedule/edit form; ``host_id`` is the meeting's host (new meetings: the chair's)."""
     user = auth.require_user(request)
     node = ctx(request)
-    host_id = user.unit_id
+    if host_id is None:
+        host_id = user.unit_id
+    # Errors on list items ("invited_units.3") are shown at their field.
+    shown: dict[str, str] = {}
+    for key, text in errors.items():
+        shown.setdefault(key.split(".")[0], text)
     return render(
         request,
         "meeting_form.html",
         status=status,
         meeting_id=meeting_id,
         values=values,
-        errors=errors,
+        errors=shown,
         invite_rows=invite_tree(node.units, host_id),
         host=node.units.by_id[host_id],
         timezone=node.settings.timezone,
@@ -290,9 +297,16 @@ async def meeting_detail(request: web.Request) -> web.StreamResponse:
     async with node.sessionmaker() as db:
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
     sites = meetings.site_ids(meeting, node.units)
+    from server.live_pages import live_role  # here: live_pages imports this module
+
+    can_join = live_role(user, node.units, meeting) is not None and meeting.status in (
+        MeetingStatus.SCHEDULED,
+        MeetingStatus.LIVE,
+    )
     return render(
         request,
         "meeting_detail.html",
+        can_join=can_join,
         m=meeting,
         host=node.units.by_id.get(meeting.host_unit_id),
         when=local_time(request, meeting.starts_at),
@@ -316,7 +330,9 @@ async def meeting_edit(request: web.Request) -> web.StreamResponse:
         "starts_at": meeting.starts_at.astimezone(node.settings.tz).strftime("%Y-%m-%dT%H:%M"),
         "duration_minutes": str(meeting.duration_minutes),
     }
-    return _meeting_form(request, meeting_id=meeting.id, values=values, errors={})
+    return _meeting_form(
+        request, meeting_id=meeting.id, values=values, errors={}, host_id=meeting.host_unit_id
+    )
 
 
 @routes.post("/meetings/{meeting_id:\\d+}/edit")
@@ -326,6 +342,9 @@ async def meeting_update(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values = _form_values(request, form)
     mid = _meeting_id(request)
+    async with node.sessionmaker() as db:
+        found = await meetings.get_visible(db, user, node.units, mid)  # 404 before validation
+    meetings.require_manage(user, node.units, found)
     try:
         patch = meetings.MeetingPatch.model_validate(
             {**values, "starts_at": _parse_local(request, values["starts_at"])}
@@ -335,12 +354,24 @@ async def meeting_update(request: web.Request) -> web.StreamResponse:
             await meetings.update_meeting(db, user, node.units, meeting, patch)
     except ValidationError as exc:
         return _meeting_form(
-            request, meeting_id=mid, values=values, errors=field_errors(exc), status=400
+            request,
+            meeting_id=mid,
+            values=values,
+            errors=field_errors(exc),
+            host_id=found.host_unit_id,
+            status=400,
         )
     except AppError as err:
         if err.code != "invalid_field":
             raise
-        return _meeting_form(request, meeting_id=mid, values=values, errors=err.fields, status=400)
+        return _meeting_form(
+            request,
+            meeting_id=mid,
+            values=values,
+            errors=err.fields,
+            host_id=found.host_unit_id,
+            status=400,
+        )
     raise web.HTTPSeeOther(f"/meetings/{mid}?flash=saved")
 
 

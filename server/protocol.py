@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.errors import MAX_ROW_ID
+
 MAX_SDP = 64 * 1024
 
 
@@ -18,7 +20,7 @@ class Event(BaseModel):
 
 
 class Join(Event):
-    meeting_id: int = Field(ge=1)
+    meeting_id: int = Field(ge=1, le=MAX_ROW_ID)  # the meetings.id column is 32-bit
 
 
 class Offer(Event):

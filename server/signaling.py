@@ -41,10 +41,14 @@ from server.state import CTX, NodeContext
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/meeting"
+MAX_MESSAGE = 128 * 1024
+PING_INTERVAL = 10
+PING_TIMEOUT = 10
 REGISTRY = web.AppKey("hoinghi_registry", Registry)
 SIO = web.AppKey("hoinghi_sio", socketio.AsyncServer)
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+CLOSED = (MeetingStatus.CANCELLED, MeetingStatus.ENDED)
 
 
 class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -81,8 +85,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         morsel = cookie.get(auth.SESSION_COOKIE)
         user = await auth.load_session_user(self.node, morsel.value) if morsel else None
         if user is None:
+            # socket.io sends {"message": arg 1, "data": arg 2}; a lone dict would be str()-ed.
             raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "not_authenticated", "message": "Log in first."}
+                "not_authenticated", {"error": "not_authenticated", "message": "Log in first."}
             )
         await self.save_session(sid, {"user": user})
 
@@ -132,12 +137,18 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise RoomError("forbidden", f"Only the {role} may do this.")
         return live, participant
 
-    async def _set_status(self, meeting_id: int, status: MeetingStatus) -> None:
+    async def _set_status(self, meeting_id: int, status: MeetingStatus) -> MeetingStatus | None:
+        """Store ``status`` unless the meeting is closed (cancelled or ended): nothing reopens
+        one. Returns the status found."""
         async with self.node.sessionmaker() as db, db.begin():
             meeting = await db.get(Meeting, meeting_id)
-            if meeting is not None and meeting.status is not status:
+            if meeting is None:
+                return None
+            found = meeting.status
+            if found not in CLOSED and found is not status:
                 meeting.status = status
                 meeting.updated_at = utcnow()
+            return found
 
     def _changed(self, live: LiveMeeting) -> None:
         """Coalesce state broadcasts: one per meeting per loop turn."""
@@ -146,18 +157,21 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._flush = asyncio.get_running_loop().create_task(self._broadcast())
 
     async def _broadcast(self) -> None:
-        await asyncio.sleep(0)
-        dirty, self._dirty = self._dirty, set()
-        sends = []
-        for meeting_id in dirty:
-            live = self.registry.get(meeting_id)
-            if live is None:
-                continue
-            for p in (live.chair, *live.sites.values()):
-                if p is not None:
-                    sends.append(self.emit("state", live.state_for(p), to=p.sid))
-        # Concurrently, so one slow socket stalls nobody.
-        await asyncio.gather(*sends, return_exceptions=True)
+        # Loop: a change made while the sends below are awaited finds this task not done
+        # and schedules nothing, so it must be picked up here.
+        while self._dirty:
+            await asyncio.sleep(0)
+            dirty, self._dirty = self._dirty, set()
+            sends = []
+            for meeting_id in dirty:
+                live = self.registry.get(meeting_id)
+                if live is None:
+                    continue
+                for p in (live.chair, *live.sites.values()):
+                    if p is not None:
+                        sends.append(self.emit("state", live.state_for(p), to=p.sid))
+            # Concurrently, so one slow socket stalls nobody.
+            await asyncio.gather(*sends, return_exceptions=True)
 
     async def _depart(self, sid: str, session: dict[str, Any]) -> None:
         live = self.registry.get(session.get("meeting_id", 0))
@@ -178,7 +192,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         tree = node.units
         async with node.sessionmaker() as db:
             meeting = await meetings.get_visible(db, user, tree, data.meeting_id)
-        if meeting.status in (MeetingStatus.CANCELLED, MeetingStatus.ENDED):
+        if meeting.status in CLOSED:
             return fail("meeting_not_open", f"The meeting is {meeting.status.value}.")
         if user.role is Role.CHAIR and user.unit_id == meeting.host_unit_id:
             role = CHAIR
@@ -207,7 +221,6 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.emit("replaced", {"meeting_id": meeting.id}, to=old.sid)
         session["meeting_id"] = meeting.id
         await self.save_session(sid, session)
-        await self.enter_room(sid, f"meeting:{meeting.id}")
         log.info("joined", extra={"meeting": meeting.id, "unit": unit.code, "peer": sid})
         return ok(
             role=role,
@@ -218,12 +231,19 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _offer(self, sid: str, data: Offer) -> dict[str, Any]:
         live, participant = await self._member(sid)
+        if participant.peer is not None:
+            return fail("already_negotiated")
         answer = await live.connect(participant, data.sdp)
+        live.changed()  # the chair's view of this site's media changed
         return ok(sdp=answer, type="answer")
 
     async def _start(self, sid: str, data: Empty) -> dict[str, Any]:
         live, _ = await self._member(sid, CHAIR)
-        await self._set_status(live.meeting_id, MeetingStatus.LIVE)
+        if live.ended:
+            return fail("meeting_ended")
+        found = await self._set_status(live.meeting_id, MeetingStatus.LIVE)
+        if found in CLOSED:
+            return fail("meeting_not_open", f"The meeting is {found.value}.")
         live.start()
         return ok()
 
@@ -231,7 +251,12 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         live, _ = await self._member(sid, CHAIR)
         await self._set_status(live.meeting_id, MeetingStatus.ENDED)
         await live.end()
-        await self.emit("ended", {"meeting_id": live.meeting_id}, room=f"meeting:{live.meeting_id}")
+        # To the current links only: one that left, or was replaced, is elsewhere by now.
+        ended = {"meeting_id": live.meeting_id}
+        await asyncio.gather(
+            *(self.emit("ended", ended, to=p.sid) for p in (live.chair, *live.sites.values()) if p),
+            return_exceptions=True,
+        )
         return ok()
 
     async def _raise_hand(self, sid: str, data: RaiseHand) -> dict[str, Any]:
@@ -283,6 +308,9 @@ def setup_signaling(app: web.Application) -> MeetingNamespace:
         # Same-origin only: a page elsewhere cannot drive a user's socket with their cookie.
         cors_allowed_origins=None,
         max_http_buffer_size=MAX_MESSAGE,
+        # A closed tab or a dead link is noticed within PING_INTERVAL + PING_TIMEOUT.
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
         logger=False,
         engineio_logger=False,
     )
@@ -297,6 +325,3 @@ def setup_signaling(app: web.Application) -> MeetingNamespace:
 
     app.on_shutdown.append(_close)
     return namespace
-
-
-MAX_MESSAGE = 128 * 1024

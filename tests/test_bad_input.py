@@ -406,6 +406,11 @@ async def test_edit_form_with_bad_start_shows_the_form_again_and_saves_nothing(
 
 # -- arbitrary JSON ----------------------------------------------------------------------------
 
+
+def str_iso(value: datetime) -> str:
+    return value.isoformat()
+
+
 json_scalars = (
     st.none()
     | st.booleans()
@@ -413,10 +418,6 @@ json_scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
 )
-
-
-def str_iso(value: datetime) -> str:
-    return value.isoformat()
 
 
 json_values = st.recursive(

@@ -1,0 +1,50 @@
+"""Closing a peer connection without leaving ICE work behind.
+
+aioice 0.13 races: when a connection is closed while ``connect()`` has just seen its check
+list complete, ``connect()`` resumes after ``close()`` and starts consent-freshness checks on
+the closed connection. They then run for about 30 s (until six checks fail). A node where
+tabs open and close all day would carry hundreds of them, so ``close_peer_connection``
+cancels any such late task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+# How long an interrupted connect() may take to return after close (it is woken at once,
+# or within one 20 ms check period).
+CONNECT_SETTLE = 2.0
+
+
+def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
+    transports: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.receiver.transport.transport
+        if ice not in transports:
+            transports.append(ice)
+    return transports
+
+
+async def _cancel_consent(connections: list[Any]) -> None:
+    for connection in connections:
+        task = getattr(connection, "_query_consent_task", None) if connection else None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    transports = _ice_transports(pc)
+    await pc.close()
+    for ice in transports:
+        # aiortc's RTCIceTransport.start() sets this event when connect() has returned.
+        started = getattr(ice, "_RTCIceTransport__start", None)
+        if started is not None and not started.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), CONNECT_SETTLE)
+    await _cancel_consent([getattr(ice, "_connection", None) for ice in transports])

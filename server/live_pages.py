@@ -1,0 +1,125 @@
+"""The live meeting pages: the chair's console and a site's page (web/static/live/).
+
+The page itself only decides the role and hands the browser client what it needs: the
+meeting id and title, and the translated strings (a JSON block, which CSP allows since it
+is never executed). Joining, media and the controls go over the ``/meeting`` socket.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rooms.meeting import CHAIR, SITE
+from server import auth, meetings
+from server.errors import AppError, path_id
+from server.i18n import request_lang, translator
+from server.models import Meeting, Role
+from server.pages import render
+from server.state import ctx
+from server.units import UnitTree
+
+routes = web.RouteTableDef()
+
+# Strings the browser client shows, by key; each English text has a Vietnamese entry in
+# server/i18n.py (tests/test_live_pages.py checks). "{name}" marks are filled in by the client.
+LIVE_STRINGS: dict[str, str] = {
+    "connecting": "Connecting…",
+    "reconnecting": "Connection lost — reconnecting…",
+    "connected": "Connected",
+    "media": "Connecting sound and picture…",
+    "login_again": "Your login has expired. Please log in again.",
+    "log_in": "Log in",
+    "waiting": "Waiting for the chair to start the meeting",
+    "waiting_chair": "Not started yet — press “Start the meeting” when ready",
+    "live": "The meeting is in session",
+    "chair_absent": "The chair is not connected yet",
+    "ended_title": "The meeting has ended",
+    "ended_text": "Thank you for attending. You may close this page.",
+    "not_open": "This meeting is not open: it has ended or was cancelled.",
+    "replaced_title": "This site was opened in another window",
+    "replaced_text": (
+        "Another window or device joined the meeting for this site, so this one stopped."
+    ),
+    "use_here": "Use this window",
+    "join_failed": "Could not join the meeting",
+    "no_webrtc": (
+        "This browser cannot join online meetings. Use a recent Chrome, Edge, Firefox or Safari."
+    ),
+    "no_devices": "No camera or microphone found: others cannot see or hear this site.",
+    "no_camera": "No camera found: others cannot see this site.",
+    "no_microphone": "No microphone found: others cannot hear this site.",
+    "devices_blocked": (
+        "The camera and microphone are blocked. Allow them in the browser, then reload the page."
+    ),
+    "sound_blocked": "The browser blocked the sound. Press “Turn on sound”.",
+    "floor": "Speaking: {name}",
+    "you_have_floor": "You have the floor — please speak",
+    "you_muted": "The chair has muted your site",
+    "hand_raised_note": "Hand raised — waiting for the chair",
+    "raise_hand": "Raise hand to speak",
+    "lower_hand": "Lower hand",
+    "mic_off": "Turn microphone off",
+    "mic_on": "Turn microphone on",
+    "cam_off": "Turn camera off",
+    "cam_on": "Turn camera on",
+    "sites_title": "Connected sites ({count})",
+    "no_sites": "No site has connected yet.",
+    "queue_title": "Raised hands ({count})",
+    "queue_empty": "No raised hands.",
+    "watch": "Watch",
+    "unwatch": "Stop watching",
+    "give_floor": "Give the floor",
+    "take_floor": "Take back the floor",
+    "mute": "Mute",
+    "unmute": "Unmute",
+    "nobody_floor": "Nobody has the floor",
+    "wall_empty": "Empty — press “Watch” next to a site",
+    "flag_hand": "hand raised",
+    "flag_muted": "muted",
+    "flag_mic_off": "mic off",
+    "flag_cam_off": "camera off",
+    "flag_no_media": "no picture yet",
+    "flag_floor": "speaking",
+    "end_confirm": "End the meeting for every site?",
+    "action_failed": "Could not do that: {message}",
+    "err_wall_full": "Four sites are already watched; stop watching one first.",
+    "err_unknown_site": "That site is no longer connected.",
+    "err_timeout": "The node did not answer in time.",
+    "err_disconnected": "Not connected to the node.",
+}
+
+
+def live_role(user: auth.CurrentUser, tree: UnitTree, meeting: Meeting) -> str | None:
+    """The user's part in the live meeting, as server/signaling.py ``_join`` decides it."""
+    if user.role is Role.CHAIR and user.unit_id == meeting.host_unit_id:
+        return CHAIR
+    if user.role in (Role.OPERATOR, Role.CHAIR) and user.unit_id in meetings.site_ids(
+        meeting, tree
+    ):
+        return SITE
+    return None
+
+
+@routes.get("/meetings/{meeting_id:\\d+}/live", name="meeting_live")
+async def meeting_live(request: web.Request) -> web.StreamResponse:
+    user = auth.require_user(request)
+    node = ctx(request)
+    mid = path_id(request, "meeting_id", "meeting")
+    async with node.sessionmaker() as db:
+        meeting = await meetings.get_visible(db, user, node.units, mid)
+    role = live_role(user, node.units, meeting)
+    if role is None:
+        raise AppError(403, "not_invited", "Your unit is not invited to this meeting.")
+    _ = translator(request_lang(request))
+    unit = node.units.get(user.unit_id)
+    return render(
+        request,
+        "live_chair.html" if role == CHAIR else "live_site.html",
+        meeting_id=meeting.id,
+        title=meeting.title,
+        meeting_status=meeting.status.value,
+        host=node.units.get(meeting.host_unit_id),
+        unit=unit,
+        unit_path=" › ".join(u.name for u in node.units.path(unit.id)[1:]) or unit.name,
+        strings={key: _(text) for key, text in LIVE_STRINGS.items()},
+    )

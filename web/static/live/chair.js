@@ -1,0 +1,113 @@
+// The chair's console: own camera, the floor holder, a wall of up to four watched sites,
+// the connected sites with their buttons, the raise-hand queue, start and end.
+
+import { LiveConnection } from "./connection.js";
+import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
+import { busy, byId, h } from "./dom.js";
+import { errorText, t } from "./i18n.js";
+import { LocalMedia } from "./media.js";
+import { commonUi, notice, overlay, status } from "./screen.js";
+import { queueRow, siteRow } from "./sites.js";
+
+const CHAIR_BITRATE = 800_000;
+const WALL = 4;
+const root = byId("live");
+const meetingId = Number(root.dataset.meetingId);
+let connection = null;
+
+async function act(button, event, payload) {
+  const ack = await busy(button, () => connection.request(event, payload));
+  if (!ack.ok) notice(t("action_failed", { message: errorText(ack) }), { transient: true });
+  return ack;
+}
+
+function showState(state) {
+  const live = state.status === "live";
+  const sites = state.sites || [];
+  const queue = state.queue || [];
+  status(live ? t("live") : t("waiting_chair"), live ? "good" : "");
+  byId("btn-start").disabled = state.status !== "waiting";
+  byId("btn-start").hidden = live;
+  byId("btn-end").disabled = state.status === "ended";
+
+  const floor = state.floor;
+  byId("floor-tile").dataset.empty = live && floor ? "0" : "1";
+  byId("floor-caption").textContent = floor ? t("floor", { name: floor.name }) : t("nobody_floor");
+  byId("btn-take-floor").hidden = !floor;
+
+  const byUnit = new Map(sites.map((s) => [s.unit, s]));
+  for (let i = 0; i < WALL; i++) {
+    const code = (state.watched || [])[i];
+    const site = code ? byUnit.get(code) : null;
+    byId(`wall-${i}`).dataset.empty = live && site && site.media ? "0" : "1";
+    byId(`wall-name-${i}`).textContent = site ? site.name : code || "";
+    byId(`wall-${i}`).querySelector(".wall-unwatch").hidden = !code;
+  }
+
+  byId("queue-title").textContent = t("queue_title", { count: queue.length });
+  byId("queue").replaceChildren(
+    ...(queue.length
+      ? queue.map((entry, i) => queueRow(entry, i, act))
+      : [h("li", { class: "empty-row" }, t("queue_empty"))]),
+  );
+  byId("sites-title").textContent = t("sites_title", { count: sites.length });
+  byId("sites").replaceChildren(
+    ...(sites.length
+      ? sites.map((site) => siteRow(site, state, act))
+      : [h("li", { class: "empty-row" }, t("no_sites"))]),
+  );
+}
+
+function wireChairButtons() {
+  byId("btn-start").addEventListener("click", (e) => act(e.currentTarget, "start", {}));
+  byId("btn-end").addEventListener("click", (e) => {
+    if (window.confirm(t("end_confirm"))) act(e.currentTarget, "end", {});
+  });
+  byId("btn-take-floor").addEventListener("click", (e) => act(e.currentTarget, "take_floor", {}));
+  for (const button of document.querySelectorAll(".wall-unwatch")) {
+    button.addEventListener("click", () => {
+      const code = (connection.state?.watched || [])[Number(button.dataset.slot)];
+      if (code) act(button, "watch", { unit: code, watch: false });
+    });
+  }
+}
+
+async function main() {
+  if (!window.RTCPeerConnection) {
+    overlay(t("join_failed"), t("no_webrtc"));
+    return;
+  }
+  const local = await new LocalMedia().open();
+  showSelf(local);
+  const elements = {
+    "floor.video": byId("floor-video"),
+    "floor.audio": byId("floor-audio"),
+  };
+  for (let i = 0; i < WALL; i++) elements[`wall.${i}`] = byId(`wall-video-${i}`);
+  connection = new LiveConnection({
+    meetingId,
+    local,
+    maxBitrate: CHAIR_BITRATE,
+    elements,
+    ui: { ...commonUi(() => connection), joined() {}, state: showState },
+  });
+  wireDeviceButtons(connection, local);
+  wireSoundButton();
+  wireLeaveButton(connection);
+  wireChairButtons();
+
+  // For tests and troubleshooting in the browser console.
+  window.hoinghi = {
+    connection,
+    get pc() {
+      return connection.link ? connection.link.pc : null;
+    },
+    midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
+    get state() {
+      return connection.state;
+    },
+  };
+  connection.start();
+}
+
+main();

@@ -1,0 +1,198 @@
+// Being in the meeting: join, negotiate the media link, and join again by itself when the
+// socket or the link drops (backoff with jitter), until the meeting ends or this window is
+// replaced by another one for the same site.
+
+import { MediaLink } from "./link.js";
+import { Signaling } from "./signaling.js";
+
+const ENDED = new Set(["meeting_not_open", "meeting_ended"]);
+const PERMANENT = new Set(["not_invited", "meeting_not_found", "forbidden", "bad_request"]);
+const LINK_GRACE_MS = 4000; // "disconnected" this long: give up on the link and rejoin
+const CONNECT_TIMEOUT_MS = 20000; // a new link must connect within this
+const MAX_BACKOFF_MS = 30000;
+
+function backoff(failures) {
+  const base = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.max(0, failures - 1));
+  return Math.round(base * (0.5 + Math.random())); // jitter: sites do not retry in step
+}
+
+export class LiveConnection {
+  /**
+   * ui: {banner(kind), joined(ack), state(state), ended(), replaced(), fatal(ack, {login})}
+   * banner kinds: "connecting", "media", "connected", "reconnecting".
+   */
+  constructor({ meetingId, local, elements, maxBitrate, ui }) {
+    this.meetingId = meetingId;
+    this.local = local;
+    this.elements = elements;
+    this.maxBitrate = maxBitrate;
+    this.ui = ui;
+    this.link = null;
+    this.state = null;
+    this.stopped = false;
+    this.everConnected = false;
+    this.failures = 0;
+    this.generation = 0;
+    this.timer = null;
+    this.linkTimer = null;
+    this.devices = { mic_on: true, camera_on: true };
+  }
+
+  start() {
+    const sig = (this.sig = new Signaling());
+    sig.on("connect", () => this.rejoin(0));
+    sig.on("disconnect", (reason) => {
+      this.closeLink();
+      if (this.stopped) return;
+      this.ui.banner("reconnecting");
+      // The node closed the socket itself: socket.io does not reconnect on its own then.
+      if (reason === "io server disconnect") setTimeout(() => sig.reconnect(), backoff(++this.failures));
+    });
+    sig.on("connect_error", (err) => {
+      const refused = err && ((err.data && err.data.error) || err.message);
+      if (refused === "not_authenticated") {
+        this.stop();
+        this.ui.fatal(err.data || { error: refused }, { login: true });
+      } else if (!this.stopped) {
+        this.ui.banner(this.everConnected ? "reconnecting" : "connecting");
+      }
+    });
+    sig.on("state", (state) => this.onState(state));
+    sig.on("ended", () => this.onEnded());
+    sig.on("replaced", () => {
+      this.stop();
+      this.ui.replaced();
+    });
+    this.ui.banner("connecting");
+  }
+
+  request(event, payload) {
+    return this.sig.request(event, payload);
+  }
+
+  /** Join again after `delay` ms; cancels a pending try. */
+  rejoin(delay) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.attempt(), delay);
+  }
+
+  /** After "replaced": take the site back in this window. */
+  resume() {
+    this.stopped = false;
+    this.failures = 0;
+    if (this.sig.connected) this.rejoin(0);
+    else this.sig.reconnect();
+  }
+
+  async attempt() {
+    const generation = ++this.generation;
+    this.closeLink();
+    if (this.stopped || !this.sig.connected) return;
+    this.ui.banner(this.everConnected ? "reconnecting" : "connecting");
+    try {
+      const joined = await this.sig.request("join", { meeting_id: this.meetingId });
+      if (generation !== this.generation || this.stopped) return;
+      if (!joined.ok) return this.failed(joined);
+      this.ui.joined(joined);
+      this.onState(joined.state);
+      console.info("joined as", joined.role, joined.unit);
+      this.ui.banner("media");
+      const link = (this.link = new MediaLink({
+        layout: joined.layout,
+        local: this.local,
+        elements: this.elements,
+        maxBitrate: this.maxBitrate,
+        onState: (state, which) => this.onLinkState(state, which),
+      }));
+      const answer = await link.negotiate(this.sig);
+      if (generation !== this.generation || this.stopped) return link.close();
+      if (!answer.ok) return this.failed(answer);
+      console.info("answer applied");
+      this.sig.request("devices", this.devices);
+      this.armLinkTimer(link, CONNECT_TIMEOUT_MS);
+    } catch (err) {
+      console.error("join failed", err);
+      if (generation === this.generation) this.failed({ ok: false, error: "client_error", message: String(err) });
+    }
+  }
+
+  failed(ack) {
+    this.closeLink();
+    if (ENDED.has(ack.error)) return this.onEnded(ack);
+    if (PERMANENT.has(ack.error)) {
+      this.stop();
+      return this.ui.fatal(ack, { login: false });
+    }
+    console.warn("join attempt failed, retrying", ack);
+    this.failures += 1;
+    this.ui.banner("reconnecting");
+    this.rejoin(backoff(this.failures));
+  }
+
+  onLinkState(state, link) {
+    if (link !== this.link || this.stopped) return;
+    console.info("link", state);
+    if (state === "connected") {
+      clearTimeout(this.linkTimer);
+      this.linkTimer = null;
+      this.failures = 0;
+      this.everConnected = true;
+      this.ui.banner("connected");
+    } else if (state === "disconnected" || state === "failed") {
+      this.ui.banner("reconnecting");
+      this.armLinkTimer(link, state === "failed" ? 1000 : LINK_GRACE_MS);
+    }
+  }
+
+  armLinkTimer(link, ms) {
+    clearTimeout(this.linkTimer);
+    this.linkTimer = setTimeout(() => {
+      if (link !== this.link || this.stopped || link.pc.connectionState === "connected") return;
+      console.warn("media link lost:", link.pc.connectionState);
+      this.closeLink();
+      this.failures += 1;
+      this.rejoin(backoff(this.failures));
+    }, ms);
+  }
+
+  onState(state) {
+    if (!state || this.stopped) return;
+    this.state = state;
+    this.ui.state(state);
+    if (state.status === "ended") this.onEnded();
+  }
+
+  onEnded(ack) {
+    if (this.stopped && this.endedShown) return;
+    this.stop();
+    this.endedShown = true;
+    this.local.stop();
+    this.ui.ended(ack);
+  }
+
+  setDevices(micOn, cameraOn) {
+    this.devices = { mic_on: micOn, camera_on: cameraOn };
+    this.local.setEnabled("audio", micOn);
+    this.local.setEnabled("video", cameraOn);
+    if (this.link && !this.stopped) this.sig.request("devices", this.devices);
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.generation += 1;
+    this.closeLink();
+  }
+
+  async leave() {
+    this.stop();
+    await this.sig.request("leave", {}, 3000);
+  }
+
+  closeLink() {
+    clearTimeout(this.linkTimer);
+    this.linkTimer = null;
+    if (this.link) this.link.close();
+    this.link = null;
+  }
+}

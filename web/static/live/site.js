@@ -1,0 +1,86 @@
+// A site's page (điểm cầu): the program large (the chair, and the site holding the floor),
+// this site's camera small, raise hand, microphone and camera.
+
+import { LiveConnection } from "./connection.js";
+import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
+import { busy, byId } from "./dom.js";
+import { errorText, t } from "./i18n.js";
+import { LocalMedia } from "./media.js";
+import { commonUi, notice, overlay, status } from "./screen.js";
+
+const SITE_BITRATE = 500_000;
+const root = byId("live");
+const meetingId = Number(root.dataset.meetingId);
+
+function showState(state) {
+  const you = state.you || {};
+  const live = state.status === "live";
+  const chairOn = live && state.chair_present;
+  byId("chair-tile").dataset.empty = chairOn ? "0" : "1";
+  byId("chair-empty").textContent = live && !state.chair_present ? t("chair_absent") : t("waiting");
+
+  const floor = state.floor && !you.has_floor ? state.floor : null;
+  byId("floor-tile").hidden = !(live && floor);
+  byId("floor-caption").textContent = floor ? t("floor", { name: floor.name }) : "";
+  byId("program").classList.toggle("program-two", Boolean(live && floor));
+
+  if (you.has_floor) status(t("you_have_floor"), "good");
+  else if (you.muted) status(t("you_muted"), "warn");
+  else if (you.hand_raised) status(t("hand_raised_note"), "warn");
+  else if (!live) status(t("waiting"));
+  else if (!state.chair_present) status(t("chair_absent"), "warn");
+  else status(t("live"));
+
+  const hand = byId("btn-hand");
+  hand.disabled = Boolean(you.has_floor);
+  hand.textContent = you.hand_raised ? t("lower_hand") : t("raise_hand");
+  hand.classList.toggle("is-raised", Boolean(you.hand_raised));
+  hand.dataset.raised = you.hand_raised ? "1" : "0";
+}
+
+async function main() {
+  if (!window.RTCPeerConnection) {
+    overlay(t("join_failed"), t("no_webrtc"));
+    return;
+  }
+  const local = await new LocalMedia().open();
+  showSelf(local);
+  let connection = null;
+  connection = new LiveConnection({
+    meetingId,
+    local,
+    maxBitrate: SITE_BITRATE,
+    elements: {
+      "chair.video": byId("chair-video"),
+      "chair.audio": byId("chair-audio"),
+      "floor.video": byId("floor-video"),
+      "floor.audio": byId("floor-audio"),
+    },
+    ui: { ...commonUi(() => connection), joined() {}, state: showState },
+  });
+  wireDeviceButtons(connection, local);
+  wireSoundButton();
+  wireLeaveButton(connection);
+
+  const hand = byId("btn-hand");
+  hand.addEventListener("click", async () => {
+    const raised = hand.dataset.raised !== "1";
+    const ack = await busy(hand, () => connection.request("raise_hand", { raised }));
+    if (!ack.ok) notice(t("action_failed", { message: errorText(ack) }), { transient: true });
+  });
+
+  // For tests and troubleshooting in the browser console.
+  window.hoinghi = {
+    connection,
+    get pc() {
+      return connection.link ? connection.link.pc : null;
+    },
+    midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
+    get state() {
+      return connection.state;
+    },
+  };
+  connection.start();
+}
+
+main();
