@@ -83,7 +83,7 @@ def log(msg: str) -> None:
 
 # Every ICE socket of every process gets this receive buffer (the kernel caps it at
 # net.core.rmem_max). See enlarge_buffers().
-SOCKET_BUFFER = 1 << 19  # the kernel doubles it: about 450 full-size datagrams
+SOCKET_BUFFER = 1 << 18  # the kernel doubles it: about 220 full-size datagrams
 _buffer_size = SOCKET_BUFFER
 
 
@@ -187,7 +187,9 @@ class ServerWorker:
                 packets += getattr(t.sender, "_RTCRtpSender__packet_count", 0)
         chair = self.meeting.chair
         prod = chair.producer("video") if chair else None
+        links = [p.peer.pc for p in (chair, *self.sites) if p and p.peer and p.peer.pc]
         return {
+            "links_down": sum(pc.connectionState != "connected" for pc in links),
             "frames_sent": frames,
             "frames_dropped": dropped,
             "packets_sent": packets,
@@ -234,7 +236,8 @@ class ServerWorker:
         for pc in self.relay_pcs[1:]:
             for t in pc.getTransceivers():
                 packets += getattr(t.sender, "_RTCRtpSender__packet_count", 0)
-        return {"packets_sent": packets}
+        down = sum(pc.connectionState != "connected" for pc in self.relay_pcs)
+        return {"packets_sent": packets, "links_down": down}
 
     async def close(self) -> None:
         if self.meeting is not None:
@@ -557,6 +560,16 @@ def run_mode(mode: str, ns: list[int], args: argparse.Namespace, ctx: Any) -> li
                 point["keyframe_requests"] = (
                     s1["keyframe_requests_sent"] - s0["keyframe_requests_sent"]
                 )
+            problems = []
+            if not publisher.call("states")["chair"].startswith("connected"):
+                problems.append("the publisher's link closed")
+            if s1["links_down"]:
+                problems.append(f"{s1['links_down']} links down at the server")
+            if point["mean_fps"] < 27:
+                problems.append(f"frames not delivered in full (mean {point['mean_fps']} fps)")
+            if other > 0.3:
+                problems.append(f"other processes used {other:.2f} cores meanwhile")
+            point["problems"] = problems
             points.append(point)
             log(f"{mode}: {json.dumps(point)}")
         if args.profile and mode == "passthrough":
@@ -658,6 +671,12 @@ def main() -> None:
     last = max(pt, key=lambda p: p["n"])
     result["min_fps"] = last["min_fps"]
     result["min_fps_at_n"] = last["n"]
+    result["problems"] = [
+        f"{mode} N={p['n']}: {problem}"
+        for mode, points in (("passthrough", pt), ("mediarelay", rl))
+        for p in points
+        for problem in p["problems"]
+    ]
     result["passthrough"] = pt
     result["mediarelay"] = rl
     result["sender"] = args.sender

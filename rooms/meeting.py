@@ -17,13 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT, WALL_SLOTS, MediaError, Peer, Slot
+from rooms.peer import (
+    CHAIR_LAYOUT,
+    RELAY_LAYOUT,
+    SITE_LAYOUT,
+    WALL_SLOTS,
+    MediaError,
+    Peer,
+    Slot,
+)
 from rooms.router import Producer, Router
 
 log = logging.getLogger(__name__)
 
 CHAIR = "chair"
 SITE = "site"
+RELAY = "relay"  # a child node standing for all its sites
 
 
 class RoomError(Exception):
@@ -53,6 +62,8 @@ class Participant:
     def producer(self, kind: str) -> Producer | None:
         if self.peer is None:
             return None
+        if self.role == RELAY:
+            return self.peer.producers.get(f"up.{kind}")
         return self.peer.producers.get("camera" if kind == "video" else "microphone")
 
 
@@ -71,18 +82,26 @@ class LiveMeeting:
         self.floor: str | None = None
         self.muted: set[str] = set()
         self.watched: list[str | None] = [None] * WALL_SLOTS
+        # Child nodes linked into this meeting, by node code.
+        self.relays: dict[str, Participant] = {}
+        # On a child node: the program as it arrives from the parent, by slot name
+        # ("chair.video", "chair.audio", "floor.video", "floor.audio"); see rooms/uplink.py.
+        self.upstream: dict[str, Producer] = {}
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- membership ----------------------------------------------------------------------------
 
     def participant(self, key: str, role: str) -> Participant | None:
-        return self.chair if role == CHAIR else self.sites.get(key)
+        if role == CHAIR:
+            return self.chair
+        return (self.relays if role == RELAY else self.sites).get(key)
+
+    def everyone(self) -> list[Participant]:
+        return [p for p in (self.chair, *self.sites.values(), *self.relays.values()) if p]
 
     def by_sid(self, sid: str) -> Participant | None:
-        if self.chair is not None and self.chair.sid == sid:
-            return self.chair
-        return next((p for p in self.sites.values() if p.sid == sid), None)
+        return next((p for p in self.everyone() if p.sid == sid), None)
 
     async def join(self, participant: Participant) -> Participant | None:
         """Add a participant; returns the one it replaces (same site rejoining), if any."""
@@ -95,6 +114,8 @@ class LiveMeeting:
             await self._drop_peer(old)
         if participant.role == CHAIR:
             self.chair = participant
+        elif participant.role == RELAY:
+            self.relays[participant.key] = participant
         else:
             self.sites[participant.key] = participant
         self.route()
@@ -108,6 +129,8 @@ class LiveMeeting:
         await self._drop_peer(participant)
         if participant.role == CHAIR:
             self.chair = None
+        elif participant.role == RELAY:
+            del self.relays[participant.key]
         else:
             del self.sites[participant.key]
             participant.hand_raised = False
@@ -122,7 +145,7 @@ class LiveMeeting:
     # -- media -------------------------------------------------------------------------------
 
     def layout(self, role: str) -> tuple[Slot, ...]:
-        return CHAIR_LAYOUT if role == CHAIR else SITE_LAYOUT
+        return {CHAIR: CHAIR_LAYOUT, RELAY: RELAY_LAYOUT}.get(role, SITE_LAYOUT)
 
     async def connect(self, participant: Participant, sdp: str) -> str:
         """Answer a participant's offer; replaces an earlier link of the same participant."""
@@ -148,8 +171,8 @@ class LiveMeeting:
 
     def _peer_failed(self, peer: Peer) -> None:
         async def drop() -> None:
-            for p in (self.chair, *self.sites.values()):
-                if p is not None and p.peer is peer:
+            for p in self.everyone():
+                if p.peer is peer:
                     p.peer = None
             await peer.close()
             self.route()
@@ -165,11 +188,24 @@ class LiveMeeting:
     def route(self) -> None:
         """Point every consumer at the producer the meeting's state calls for."""
         chair = self.chair
-        cv = chair.producer("video") if chair and self.live else None
-        ca = chair.producer("audio") if chair and self.live else None
+        up = self.upstream if self.live else {}
+        # The program: a local chair, or on a child node the program from the parent.
+        cv = chair.producer("video") if chair and self.live else up.get("chair.video")
+        ca = chair.producer("audio") if chair and self.live else up.get("chair.audio")
         holder = self.sites.get(self.floor) if self.floor and self.live else None
-        fv = holder.producer("video") if holder else None
-        fa = holder.producer("audio") if holder and holder.key not in self.muted else None
+        if holder is not None:
+            fv = holder.producer("video")
+            fa = holder.producer("audio") if holder.key not in self.muted else None
+        else:
+            fv, fa = up.get("floor.video"), up.get("floor.audio")
+        for relay in self.relays.values():
+            if relay.peer is None:
+                continue
+            slots = relay.peer.consumers
+            _attach(slots, "chair.video", cv)
+            _attach(slots, "chair.audio", ca)
+            _attach(slots, "floor.video", fv)
+            _attach(slots, "floor.audio", fa)
         for site in self.sites.values():
             if site.peer is None:
                 continue
@@ -250,15 +286,13 @@ class LiveMeeting:
         self.live = False
         self.ended = True
         self.floor = None
-        for p in (self.chair, *self.sites.values()):
-            if p is not None:
-                await self._drop_peer(p)
+        for p in self.everyone():
+            await self._drop_peer(p)
         self.changed()
 
     async def close(self) -> None:
-        for p in (self.chair, *self.sites.values()):
-            if p is not None:
-                await self._drop_peer(p)
+        for p in self.everyone():
+            await self._drop_peer(p)
         for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -56,6 +56,16 @@ SITE_LAYOUT: tuple[Slot, ...] = (
     Slot("floor.video", "video", False),
     Slot("floor.audio", "audio", False),
 )
+# A child node's link to its parent, seen from the parent: the child publishes what goes up
+# (a floor holder or a watched site below it) and receives the program once for all its sites.
+RELAY_LAYOUT: tuple[Slot, ...] = (
+    Slot("up.video", "video", True),
+    Slot("up.audio", "audio", True),
+    Slot("chair.video", "video", False),
+    Slot("chair.audio", "audio", False),
+    Slot("floor.video", "video", False),
+    Slot("floor.audio", "audio", False),
+)
 CHAIR_LAYOUT: tuple[Slot, ...] = (
     Slot("camera", "video", True),
     Slot("microphone", "audio", True),

@@ -20,6 +20,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
 from rooms.frames import EncodedFrame, FrameAssembler
 from rooms.ice import close_peer_connection
@@ -49,6 +50,7 @@ class ProbePeer:
         fps: int = 30,
         read_stamps: bool = False,
         size: tuple[int, int] = (640, 480),
+        pin_bitrate: bool = False,
     ) -> None:
         self.layout = tuple(layout)
         # One transport for every section, as browsers do (max-bundle).
@@ -62,6 +64,9 @@ class ProbePeer:
         self.decode = decode
         self.read_stamps = read_stamps
         self.stats: dict[str, SlotStats] = {s.name: SlotStats() for s in self.layout}
+        # Ignore bandwidth estimates (REMB), so the encoder keeps its starting bitrate: a
+        # test that compares byte counts over time needs a source that does not ramp up.
+        self.pin_bitrate = pin_bitrate
         self._tasks: list[asyncio.Task[None]] = []
         self._mid_slot: dict[str, Slot] = {}
         self.pc.on("track", self._on_track)
@@ -75,6 +80,10 @@ class ProbePeer:
                 )
             else:
                 self.pc.addTransceiver(slot.kind, direction="recvonly")
+        if self.pin_bitrate:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.sender.track is not None:
+                    _ignore_remb(transceiver.sender)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         for transceiver, slot in zip(self.pc.getTransceivers(), self.layout, strict=True):
             assert transceiver.mid is not None
@@ -144,6 +153,17 @@ class ProbePeer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await close_peer_connection(self.pc)
+
+
+def _ignore_remb(sender: Any) -> None:
+    handle = sender._handle_rtcp_packet
+
+    async def without_remb(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return
+        await handle(packet)
+
+    sender._handle_rtcp_packet = without_remb
 
 
 def max_gap(counters: list[int]) -> int:

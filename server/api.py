@@ -106,6 +106,7 @@ async def api_meeting_create(request: web.Request) -> web.StreamResponse:
     node = ctx(request)
     async with node.sessionmaker() as db, db.begin():
         meeting = await meetings.create_meeting(db, user, node.units, data)
+    await node.announce(meeting.id)
     return ok(201, meeting=meetings.meeting_json(meeting, node.units, user))
 
 
@@ -126,6 +127,7 @@ async def api_meeting_update(request: web.Request) -> web.StreamResponse:
     async with node.sessionmaker() as db, db.begin():
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
         await meetings.update_meeting(db, user, node.units, meeting, patch)
+    await node.announce(meeting.id)
     return ok(meeting=meetings.meeting_json(meeting, node.units, user))
 
 
@@ -136,4 +138,5 @@ async def api_meeting_cancel(request: web.Request) -> web.StreamResponse:
     async with node.sessionmaker() as db, db.begin():
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
         await meetings.cancel_meeting(db, user, node.units, meeting)
+    await node.announce(meeting.id)
     return ok(meeting=meetings.meeting_json(meeting, node.units, user))

@@ -17,6 +17,8 @@ from server import admin, api, auth, live_pages, pages
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import Handler, error_middleware
+from server.nodelink import setup_nodelink
+from server.parent_link import setup_parent_link
 from server.signaling import setup_signaling
 from server.state import CTX, NodeContext
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 class SchemaError(RuntimeError):
@@ -121,6 +123,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(live_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     setup_signaling(app)
+    setup_nodelink(app)
+    if settings.is_child:
+        setup_parent_link(app)
     if SOCKETIO_DIST.is_dir():
         app.router.add_static("/vendor/socket.io/", SOCKETIO_DIST, name="vendor_socketio")
     return app

@@ -1,4 +1,4 @@
-"""The ``hoinghi`` command: serve, migrate, units load, user add, demo, tls self-signed."""
+"""The ``hoinghi`` command: serve, migrate, units load, user add, node, demo, tls self-signed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -18,7 +20,10 @@ from server import auth
 from server.config import ConfigError, Settings, load_settings
 from server.db import create_engine, migrate
 from server.models import Role, Unit, User
+from server.state import NodeContext
 from server.units import UnitFileError, load_units, parse_unit_file
+
+T = TypeVar("T")
 
 
 class JsonFormatter(logging.Formatter):
@@ -156,6 +161,67 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _node_call(settings: Settings, work: Callable[[NodeContext], Awaitable[T]]) -> T:
+    from server.app import node_context
+
+    node = node_context(settings)
+    try:
+        return await work(node)
+    finally:
+        await node.engine.dispose()
+
+
+def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.nodes import NodeError, issue_credential
+
+    units = list(dict.fromkeys(u.strip() for u in args.units.split(",") if u.strip()))
+    try:
+        credential = asyncio.run(
+            _node_call(settings, lambda n: issue_credential(n, args.code, units, args.url))
+        )
+    except NodeError as exc:
+        return fail(f"{exc}; nothing was changed")
+    print(f"node {args.code} may link to this node for units {', '.join(units)}")
+    print("its credential, shown this once (only a hash is kept; any earlier one stops working):")
+    print(f"  {credential}")
+    print("put it in the child's configuration as HOINGHI_PARENT_CREDENTIAL")
+    return 0
+
+
+def cmd_node_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from server.nodes import NodeError, revoke
+
+    try:
+        info = asyncio.run(_node_call(settings, lambda n: revoke(n, args.code)))
+    except NodeError as exc:
+        return fail(str(exc))
+    assert info.revoked_at is not None
+    print(f"node {info.code} revoked at {_local_time(settings, info.revoked_at)}")
+    return 0
+
+
+def _local_time(settings: Settings, at: datetime) -> str:
+    return at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def cmd_node_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.nodes import list_nodes
+
+    nodes = asyncio.run(_node_call(settings, list_nodes))
+    if not nodes:
+        print("no nodes registered")
+        return 0
+    rows = [("code", "units", "url", "issued", "revoked")]
+    for n in nodes:
+        revoked = _local_time(settings, n.revoked_at) if n.revoked_at else "-"
+        issued = _local_time(settings, n.issued_at)
+        rows.append((n.code, ",".join(n.units), n.url or "-", issued, revoked))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
+    return 0
+
+
 async def _demo(settings: Settings) -> bool:
     from server.app import node_context
     from server.demo import seed_demo
@@ -226,6 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", required=True, help="code of the user's unit")
     p.add_argument("--full-name", help="name shown on pages")
     p.set_defaults(func=cmd_user_add)
+
+    node = sub.add_parser("node", help="child nodes that may link to this one")
+    node_sub = node.add_subparsers(dest="node_command", required=True)
+    p = node_sub.add_parser(
+        "add", help="register a child node (or issue it a new credential); prints the credential"
+    )
+    p.add_argument("code", help="the child node's code, e.g. its district's unit code")
+    p.add_argument(
+        "--units", required=True, help="comma-separated codes of the units it may speak for"
+    )
+    p.add_argument("--url", default="", help="the child node's public URL, for its operators")
+    p.set_defaults(func=cmd_node_add)
+    p = node_sub.add_parser("revoke", help="revoke a child node's credential")
+    p.add_argument("code")
+    p.set_defaults(func=cmd_node_revoke)
+    p = node_sub.add_parser("list", help="list child nodes (code, units, url, issued, revoked)")
+    p.set_defaults(func=cmd_node_list)
 
     p = sub.add_parser("demo", help="load the Cà Mau demo tree and accounts into an empty database")
     p.set_defaults(func=cmd_demo)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "HOINGHI_"
 
@@ -52,6 +52,19 @@ class Settings(BaseModel):
         20, ge=1, description="Failed logins per client address within the window."
     )
     login_window_minutes: int = Field(15, ge=1, description="Window for the failed-login limit.")
+    parent_url: str = Field(
+        "", description="URL of the parent node; empty for the root (or the embedded node)."
+    )
+    parent_credential: SecretStr = Field(
+        SecretStr(""), description="Credential the parent's `hoinghi node add` printed."
+    )
+    served_units: list[str] = Field(
+        default_factory=list,
+        description="Codes of the units whose subtrees this node serves (comma-separated).",
+    )
+    public_url: str = Field(
+        "", description="This node's URL as users reach it (to send operators to it)."
+    )
     timezone: str = Field(
         "Asia/Ho_Chi_Minh", description="Time zone for showing and entering meeting times."
     )
@@ -77,6 +90,32 @@ class Settings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("served_units", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [code.strip() for code in value.split(",") if code.strip()]
+        return value
+
+    @field_validator("parent_url", "public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def is_child(self) -> bool:
+        return bool(self.parent_url)
+
+    def check_child(self) -> None:
+        """A child node needs its parent's credential and the units it serves."""
+        if self.parent_url and not self.parent_credential.get_secret_value():
+            raise ConfigError("invalid configuration: parent_url needs parent_credential")
+        if self.parent_url and not self.served_units:
+            raise ConfigError("invalid configuration: parent_url needs served_units")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -153,4 +192,5 @@ def load_settings(
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("invalid configuration: tls_cert and tls_key must be set together")
+    settings.check_child()
     return settings

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM models: units, users, sessions, login failures, meetings.
+"""SQLAlchemy 2 ORM models: units, users, sessions, login failures, meetings, child nodes.
 
 The schema is created by Alembic migrations (``migrations/``), never by ``create_all``.
 """
@@ -167,9 +167,21 @@ class Meeting(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # A meeting mirrored from the parent node: the parent's URL and its id there (both null
+    # for a meeting of this node). Unique together, so a mirror is never stored twice.
+    origin: Mapped[str | None] = mapped_column(String(300))
+    origin_meeting_id: Mapped[int | None] = mapped_column(Integer)
+
     host_unit: Mapped[Unit] = relationship(lazy="joined")
     invites: Mapped[list[MeetingUnit]] = relationship(
         back_populates="meeting", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        # A unique index, not a table constraint: SQLite can only add a constraint by
+        # rebuilding the table, and dropping the old ``meetings`` with foreign keys on
+        # would cascade-delete every invitation (migration 0002).
+        Index("uq_meetings_origin", "origin", "origin_meeting_id", unique=True),
     )
 
 
@@ -187,4 +199,41 @@ class MeetingUnit(Base):
     whole_subtree: Mapped[bool] = mapped_column(Boolean, default=False)
 
     meeting: Mapped[Meeting] = relationship(back_populates="invites")
+    unit: Mapped[Unit] = relationship(lazy="joined")
+
+
+class Node(Base):
+    """A child node allowed to link to this one, and the units it may speak for.
+
+    Only the Argon2 hash of the credential's secret is stored. ``created_at`` is when the
+    current credential was issued: issuing again replaces the secret and the time.
+    """
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(300), default="")
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    units: Mapped[list[NodeUnit]] = relationship(
+        back_populates="node", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class NodeUnit(Base):
+    """A unit whose subtree a child node may speak for (a row, so units cannot vanish)."""
+
+    __tablename__ = "node_units"
+
+    node_id: Mapped[int] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+    node: Mapped[Node] = relationship(back_populates="units")
     unit: Mapped[Unit] = relationship(lazy="joined")

@@ -275,6 +275,7 @@ async def meeting_create(request: web.Request) -> web.StreamResponse:
         )
         async with node.sessionmaker() as db, db.begin():
             meeting = await meetings.create_meeting(db, user, node.units, data)
+        await node.announce(meeting.id)
     except ValidationError as exc:
         return _meeting_form(
             request, meeting_id=None, values=values, errors=field_errors(exc), status=400
@@ -352,6 +353,7 @@ async def meeting_update(request: web.Request) -> web.StreamResponse:
         async with node.sessionmaker() as db, db.begin():
             meeting = await meetings.get_visible(db, user, node.units, mid)
             await meetings.update_meeting(db, user, node.units, meeting, patch)
+        await node.announce(mid)
     except ValidationError as exc:
         return _meeting_form(
             request,
@@ -383,4 +385,5 @@ async def meeting_cancel(request: web.Request) -> web.StreamResponse:
     async with node.sessionmaker() as db, db.begin():
         meeting = await meetings.get_visible(db, user, node.units, mid)
         await meetings.cancel_meeting(db, user, node.units, meeting)
+    await node.announce(mid)
     raise web.HTTPSeeOther(f"/meetings/{mid}?flash=cancelled")

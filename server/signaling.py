@@ -245,19 +245,28 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if found in CLOSED:
             return fail("meeting_not_open", f"The meeting is {found.value}.")
         live.start()
+        await self.node.announce(live.meeting_id)
         return ok()
 
     async def _end(self, sid: str, data: Empty) -> dict[str, Any]:
         live, _ = await self._member(sid, CHAIR)
         await self._set_status(live.meeting_id, MeetingStatus.ENDED)
+        await self.end_meeting(live.meeting_id)
+        await self.node.announce(live.meeting_id)
+        return ok()
+
+    async def end_meeting(self, meeting_id: int) -> None:
+        """End a live meeting from outside a chair's socket (the parent node ended it)."""
+        live = self.registry.get(meeting_id)
+        if live is None or live.ended:
+            return
         await live.end()
         # To the current links only: one that left, or was replaced, is elsewhere by now.
-        ended = {"meeting_id": live.meeting_id}
+        ended = {"meeting_id": meeting_id}
         await asyncio.gather(
             *(self.emit("ended", ended, to=p.sid) for p in (live.chair, *live.sites.values()) if p),
             return_exceptions=True,
         )
-        return ok()
 
     async def _raise_hand(self, sid: str, data: RaiseHand) -> dict[str, Any]:
         live, participant = await self._member(sid, SITE)
@@ -302,6 +311,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.registry.close()
 
 
+MEETING_NS = web.AppKey("hoinghi_meeting_namespace", MeetingNamespace)
+
+
 def setup_signaling(app: web.Application) -> MeetingNamespace:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
@@ -319,6 +331,7 @@ def setup_signaling(app: web.Application) -> MeetingNamespace:
     sio.attach(app)
     app[SIO] = sio
     app[REGISTRY] = namespace.registry
+    app[MEETING_NS] = namespace
 
     async def _close(_app: web.Application) -> None:
         await namespace.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.units import UnitTree
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,6 +26,16 @@ class NodeContext:
     units: UnitTree = field(default_factory=UnitTree)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Called with a meeting id after it is scheduled, changed, cancelled, started or ended
+    # (the cascade tells child nodes; see server/nodelink.py).
+    meeting_listeners: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
+
+    async def announce(self, meeting_id: int) -> None:
+        for listener in self.meeting_listeners:
+            try:
+                await listener(meeting_id)
+            except Exception:  # a listener's failure must not undo the change itself
+                log.exception("meeting listener failed", extra={"meeting": meeting_id})
 
     async def reload_units(self) -> None:
         async with self.sessionmaker() as db:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from cryptography import x509
 
-from server.app import create_app, node_context
+from server.app import HEAD_REVISION, create_app, node_context
 from server.cli import build_parser
 from server.config import load_settings
 from server.db import create_engine, migrate
@@ -181,7 +181,7 @@ def test_migrate_then_demo_prints_logins_and_refuses_to_load_twice(tmp_path: Pat
     result = hoinghi(migrated, "migrate")
     assert result.returncode == 0, result.stderr
     assert "database is up to date" in result.stdout
-    assert db_rows(migrated, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert db_rows(migrated, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
 
     first = hoinghi(migrated, "demo")
     assert first.returncode == 0, first.stderr
@@ -202,7 +202,7 @@ def test_migrate_then_demo_prints_logins_and_refuses_to_load_twice(tmp_path: Pat
 def test_migrate_on_current_database_is_harmless(migrated: Path) -> None:
     again = hoinghi(migrated, "migrate")
     assert again.returncode == 0, again.stderr
-    assert db_rows(migrated, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert db_rows(migrated, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
 
 
 # -- units load ------------------------------------------------------------------------------------

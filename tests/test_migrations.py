@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,18 @@ from server.db import (
     make_sessionmaker,
     migrate,
 )
-from server.models import Base, Role, Unit, User
+from server.models import Base, Meeting, Role, Unit, User
 
-APP_TABLES = {"units", "users", "sessions", "login_failures", "meetings", "meeting_units"}
+APP_TABLES = {
+    "units",
+    "users",
+    "sessions",
+    "login_failures",
+    "meetings",
+    "meeting_units",
+    "nodes",
+    "node_units",
+}
 
 
 @pytest.fixture
@@ -152,3 +162,77 @@ async def test_district_with_communes_cannot_be_deleted(engine: AsyncEngine) -> 
     async with engine.connect() as conn:
         codes = (await conn.execute(text("SELECT code FROM units ORDER BY code"))).scalars().all()
     assert codes == ["CM-NC", "CM-NC-HR"]
+
+
+async def test_upgrade_to_0002_and_back_keeps_meetings_and_their_invitations(
+    engine: AsyncEngine,
+) -> None:
+    # A table rebuild of ``meetings`` on SQLite would cascade-delete ``meeting_units``.
+    await migrate(engine, "0001")
+    async with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO units (id, code, name, level, created_at) "
+            "VALUES (1, 'CM', 'Tỉnh Cà Mau', 'province', CURRENT_TIMESTAMP)",
+            "INSERT INTO meetings (id, title, description, host_unit_id, starts_at, "
+            "duration_minutes, status, created_at, updated_at) VALUES (1, 'Giao ban', '', 1, "
+            "CURRENT_TIMESTAMP, 120, 'scheduled', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            "INSERT INTO meeting_units (meeting_id, unit_id, whole_subtree) VALUES (1, 1, true)",
+        ):
+            await conn.execute(text(sql))
+
+    async def rows() -> list[tuple[Any, ...]]:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT m.title, mu.unit_id FROM meetings m "
+                    "JOIN meeting_units mu ON mu.meeting_id = m.id"
+                )
+            )
+            return [tuple(r) for r in result]
+
+    await migrate(engine)
+    assert await rows() == [("Giao ban", 1)]
+    async with engine.connect() as conn:
+        origin = (await conn.execute(text("SELECT origin, origin_meeting_id FROM meetings"))).one()
+    assert tuple(origin) == (None, None)
+
+    await downgrade(engine, "0001")
+    assert await rows() == [("Giao ban", 1)]
+    assert await table_names(engine) == APP_TABLES - {"nodes", "node_units"} | {"alembic_version"}
+
+
+async def test_a_mirrored_meeting_is_stored_once_per_origin(engine: AsyncEngine) -> None:
+    await migrate(engine)
+    sessionmaker = make_sessionmaker(engine)
+    async with sessionmaker() as db, db.begin():
+        unit = Unit(code="CM-NC", name="Huyện Năm Căn", level="district")
+        db.add(unit)
+        await db.flush()
+        unit_id = unit.id
+
+    def meeting(origin: str | None, origin_id: int | None) -> Meeting:
+        return Meeting(
+            title="Giao ban",
+            host_unit_id=unit_id,
+            starts_at=datetime.now(UTC),
+            origin=origin,
+            origin_meeting_id=origin_id,
+        )
+
+    async with sessionmaker() as db, db.begin():
+        # Local meetings (no origin) and the same parent id from two parents are fine.
+        db.add_all(
+            [
+                meeting(None, None),
+                meeting(None, None),
+                meeting("https://camau.vn", 7),
+                meeting("https://baclieu.vn", 7),
+            ]
+        )
+    with pytest.raises(IntegrityError):
+        async with sessionmaker() as db, db.begin():
+            db.add(meeting("https://camau.vn", 7))
+
+    async with engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM meetings"))).scalar_one()
+    assert count == 4

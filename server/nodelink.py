@@ -1,0 +1,260 @@
+"""The parent's side of the cascade: the ``/node`` socket.io namespace child nodes link to.
+
+A child authenticates with the credential ``hoinghi node add`` issued (never logged), says
+which units it serves (each must lie under a unit it was registered for), and then hears of
+every meeting that concerns those units as it is scheduled, changed, cancelled, started and
+ended. For a live meeting it joins as one RELAY participant: the program crosses the link
+once, however many sites sit below (rooms/uplink.py is the child's side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import Field, ValidationError
+from sqlalchemy import select
+
+from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
+from rooms.peer import MediaError
+from server import meetings
+from server.models import Meeting, MeetingStatus
+from server.nodes import NodeError, check_units, verify_credential
+from server.protocol import MAX_SDP, Event, fail, ok
+from server.signaling import REGISTRY, SIO
+from server.state import CTX, NodeContext
+from server.units import UnitTree
+
+log = logging.getLogger(__name__)
+
+NODE_NAMESPACE = "/node"
+
+
+class Hello(Event):
+    units: list[str] = Field(min_length=1, max_length=1000)
+    url: str = Field("", max_length=300)
+
+
+class RelayJoin(Event):
+    meeting_id: int = Field(ge=1, le=2**31 - 1)
+
+
+class RelayOffer(Event):
+    meeting_id: int = Field(ge=1, le=2**31 - 1)
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+NODE_EVENTS: dict[str, type[Event]] = {
+    "hello": Hello,
+    "relay_join": RelayJoin,
+    "relay_offer": RelayOffer,
+    "relay_leave": RelayJoin,
+}
+
+
+def meeting_summary(meeting: Meeting, tree: UnitTree) -> dict[str, Any]:
+    """What a child node needs to mirror a meeting for the operators below it."""
+    data = meetings.meeting_json(meeting, tree)
+    return {
+        key: data[key]
+        for key in (
+            "id",
+            "title",
+            "description",
+            "host_unit",
+            "starts_at",
+            "duration_minutes",
+            "status",
+            "invited_units",
+            "invited_subtrees",
+        )
+    }
+
+
+def concerns(meeting: Meeting, tree: UnitTree, units: list[int]) -> bool:
+    """Whether a meeting invites a site under (or at) one of ``units``."""
+    sites = meetings.site_ids(meeting, tree)
+    return any(tree.in_subtree(site, unit) for site in sites for unit in units)
+
+
+class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(NODE_NAMESPACE)
+        self.app = app
+
+    @property
+    def node(self) -> NodeContext:
+        return self.app[CTX]
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        credential = auth.get("credential") if isinstance(auth, dict) else None
+        address = environ.get("REMOTE_ADDR", "unknown")
+        try:
+            info = await verify_credential(
+                self.node, credential if isinstance(credential, str) else "", address
+            )
+        except NodeError:  # verify_credential logged it, without the secret
+            raise socketio.exceptions.ConnectionRefusedError(
+                "bad_credential",
+                {"error": "bad_credential", "message": "Unknown, wrong or revoked credential."},
+            ) from None
+        await self.save_session(sid, {"node": info, "units": [], "relays": {}, "address": address})
+        log.info("node %s linked from %s", info.code, address)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = await self.get_session(sid)
+        for meeting_id in list(session.get("relays", {})):
+            await self._leave(session, meeting_id)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid, payload = args[0], (args[1] if len(args) > 1 else {})
+        model = NODE_EVENTS.get(event)
+        if model is None:
+            return fail("unknown_event", f"No event {event!r}.")
+        try:
+            data = model.model_validate(payload if payload is not None else {})
+        except ValidationError as exc:
+            fields = {
+                ".".join(str(p) for p in e["loc"]) or "payload": e["msg"] for e in exc.errors()
+            }
+            return fail(
+                "bad_request", "Invalid payload: " + ", ".join(sorted(fields)), fields=fields
+            )
+        try:
+            return await getattr(self, f"_{event}")(sid, data)
+        except NodeError as exc:
+            return fail(exc.code, exc.message)
+        except (RoomError, MediaError) as exc:
+            return fail(exc.code, exc.message)
+        except Exception:
+            log.exception("node event %s failed", event)
+            return fail("internal_error")
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _hello(self, sid: str, data: Hello) -> dict[str, Any]:
+        session = await self.get_session(sid)
+        info = session["node"]
+        try:
+            await check_units(self.node, info, data.units, session["address"])
+        except NodeError as exc:  # check_units logged it
+            return fail(exc.code, exc.message)
+        tree = self.node.units
+        session["units"] = [tree.by_code[c].id for c in data.units]
+        session["url"] = data.url
+        await self.save_session(sid, session)
+        await self.enter_room(sid, "nodes")
+        return ok(meetings=await self._meetings_for(session["units"]))
+
+    async def _meetings_for(
+        self, units: list[int], meeting_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        tree = self.node.units
+        async with self.node.sessionmaker() as db:
+            query = select(Meeting).where(
+                Meeting.status.in_(
+                    [
+                        MeetingStatus.SCHEDULED,
+                        MeetingStatus.LIVE,
+                        MeetingStatus.CANCELLED,
+                        MeetingStatus.ENDED,
+                    ]
+                )
+            )
+            if meeting_id is not None:
+                query = query.where(Meeting.id == meeting_id)
+            else:
+                query = query.where(
+                    Meeting.status.in_([MeetingStatus.SCHEDULED, MeetingStatus.LIVE])
+                )
+            rows = (await db.execute(query)).scalars().unique().all()
+        return [meeting_summary(m, tree) for m in rows if concerns(m, tree, units)]
+
+    async def _relay_join(self, sid: str, data: RelayJoin) -> dict[str, Any]:
+        session = await self.get_session(sid)
+        info = session["node"]
+        found = await self._meetings_for(session["units"], data.meeting_id)
+        if not found:
+            return fail("meeting_not_found")
+        summary = found[0]
+        if summary["status"] != MeetingStatus.LIVE.value:
+            return fail("meeting_not_open", f"The meeting is {summary['status']}.")
+        live = self.app[REGISTRY].open(data.meeting_id, summary["title"], summary["host_unit"])
+        live.live = True
+        tree = self.node.units
+        unit = tree.by_code.get(info.code) or tree.get(session["units"][0])
+        relay = Participant(
+            key=info.code,
+            role=RELAY,
+            unit_name=unit.name,
+            unit_path=[u.name for u in tree.path(unit.id)],
+            user_id=0,
+            sid=sid,
+        )
+        await live.join(relay)
+        session["relays"][data.meeting_id] = True
+        await self.save_session(sid, session)
+        return ok(layout=[s.public() for s in live.layout(RELAY)])
+
+    async def _relay_offer(self, sid: str, data: RelayOffer) -> dict[str, Any]:
+        live, relay = await self._relay(sid, data.meeting_id)
+        answer = await live.connect(relay, data.sdp)
+        return ok(sdp=answer, type="answer")
+
+    async def _relay_leave(self, sid: str, data: RelayJoin) -> dict[str, Any]:
+        session = await self.get_session(sid)
+        await self._leave(session, data.meeting_id)
+        await self.save_session(sid, session)
+        return ok()
+
+    async def _relay(self, sid: str, meeting_id: int) -> tuple[LiveMeeting, Participant]:
+        live = self.app[REGISTRY].get(meeting_id)
+        relay = live.by_sid(sid) if live else None
+        if live is None or relay is None:
+            raise RoomError("not_joined", "Join the meeting as a relay first.")
+        return live, relay
+
+    async def _leave(self, session: dict[str, Any], meeting_id: int) -> None:
+        session.get("relays", {}).pop(meeting_id, None)
+        live = self.app[REGISTRY].get(meeting_id)
+        if live is None:
+            return
+        relay = live.participant(session["node"].code, RELAY)
+        if relay is not None:
+            await live.leave(relay)
+
+    # -- telling children ---------------------------------------------------------------------
+
+    async def announce(self, meeting_id: int) -> None:
+        """Send the meeting to every linked child it concerns."""
+        sessions = []
+        for sid in self._linked_sids():
+            session = await self.get_session(sid)
+            if session and session.get("units"):
+                sessions.append((sid, session))
+        sends = []
+        for sid, session in sessions:
+            found = await self._meetings_for(session["units"], meeting_id)
+            if found:
+                sends.append(self.emit("meeting", {"meeting": found[0]}, to=sid))
+        await asyncio.gather(*sends, return_exceptions=True)
+
+    def _linked_sids(self) -> list[str]:
+        manager = self.app[SIO].manager
+        return [sid for sid, _eio in manager.get_participants(NODE_NAMESPACE, "nodes")]
+
+
+NODE_NS = web.AppKey("hoinghi_node_namespace", NodeNamespace)
+
+
+def setup_nodelink(app: web.Application) -> NodeNamespace:
+    namespace = NodeNamespace(app)
+    app[SIO].register_namespace(namespace)
+    app[NODE_NS] = namespace
+    app[CTX].meeting_listeners.append(namespace.announce)
+    return namespace

@@ -1,0 +1,235 @@
+"""Cascade across three nodes (province and two districts), each a real app on its own port
+with its own database; commune sites are real aiortc peers on their district's node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from rooms.probe import max_gap, rate
+from server.nodes import issue_credential
+from server.parent_link import PARENT_LINK
+from server.signaling import REGISTRY
+from server.state import CTX
+from tests.conftest import Node, start_node
+from tests.live_helpers import Participant, schedule, wait_for
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@dataclass
+class Tree:
+    province: Node
+    districts: dict[str, Node]
+
+
+async def _child(aiohttp_client: ClientFactory, tmp_path: Path, province: Node, code: str) -> Node:
+    credential = await issue_credential(province.app[CTX], code, [code], "")
+    url = f"http://127.0.0.1:{province.client.server.port}"
+    path = tmp_path / code
+    path.mkdir()
+    return await start_node(
+        aiohttp_client,
+        path,
+        f"sqlite+aiosqlite:///{path / 'node.sqlite3'}",
+        parent_url=url,
+        parent_credential=credential,
+        served_units=[code],
+    )
+
+
+@pytest.fixture
+async def tree(aiohttp_client: ClientFactory, tmp_path: Path) -> AsyncIterator[Tree]:
+    root = tmp_path / "CM"
+    root.mkdir()
+    province = await start_node(aiohttp_client, root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}")
+    districts = {
+        code: await _child(aiohttp_client, tmp_path, province, code) for code in ("CM-NC", "CM-NH")
+    }
+    for district in districts.values():
+        link = district.app[PARENT_LINK]
+        await asyncio.wait_for(link.connected.wait(), 15)
+    yield Tree(province, districts)
+    for n in (*districts.values(), province):
+        await n.close()
+
+
+async def _local_meeting_id(node: Node, operator: str, title: str) -> int:
+    """The id under which a district node mirrors the province's meeting."""
+    session = await node.login(operator)
+    found: list[int] = []
+
+    async def check() -> bool:
+        _status, body = await session.call("GET", "/api/meetings")
+        found[:] = [m["id"] for m in body.get("meetings", []) if m["title"] == title]
+        return bool(found)
+
+    deadline = time.monotonic() + 15
+    while not await check():
+        assert time.monotonic() < deadline, f"{operator} never saw the meeting on its node"
+        await asyncio.sleep(0.1)
+    return found[0]
+
+
+async def _site(node: Node, operator: str, meeting_id: int, **probe: Any) -> Participant:
+    site = Participant(node, await node.login(operator))
+    await site.connect()
+    await site.join(meeting_id, publish=False, **probe)
+    return site
+
+
+@pytest.mark.timeout(150)
+async def test_chair_video_and_tone_reach_communes_of_both_districts_through_their_nodes(
+    tree: Tree,
+) -> None:
+    title = "Hội nghị toàn tỉnh qua ba nút"
+    chair_session = await tree.province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC", "CM-NH"])
+    # Operators below see the meeting on their own node in advance.
+    local_a = await _local_meeting_id(tree.districts["CM-NC"], "kt.cm-nc-hr", title)
+    local_b = await _local_meeting_id(tree.districts["CM-NH"], "kt.cm-nh-dmu", title)
+
+    sites = [
+        await _site(tree.districts["CM-NC"], "kt.cm-nc-hr", local_a),
+        await _site(tree.districts["CM-NH"], "kt.cm-nh-dmu", local_b),
+    ]
+    chair = Participant(tree.province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240))
+    assert (await chair.call("start"))["ok"]
+
+    await wait_for(
+        lambda: all(
+            s.probe is not None and len(s.probe.stats["chair.video"].counters) > 30 for s in sites
+        ),
+        20,
+        "the program to reach both districts' communes",
+    )
+    since = time.monotonic()
+    await asyncio.sleep(5.0)
+    until = time.monotonic()
+    for site in sites:
+        assert site.probe is not None
+        counters = site.probe.stats["chair.video"].counters_since(since)
+        assert counters == sorted(counters)
+        assert max_gap(counters) <= 3
+        assert rate(site.probe.stats["chair.video"], since, until) >= 25
+        assert rate(site.probe.stats["chair.audio"], since, until) >= 45
+    # The province forwards to each district node once: one relay each, no site of theirs.
+    live = tree.province.app[REGISTRY].get(meeting_id)
+    assert live is not None
+    assert sorted(live.relays) == ["CM-NC", "CM-NH"]
+    assert live.sites == {}
+    for s in (chair, *sites):
+        await s.close()
+
+
+async def _copies_sent_to(
+    tree: Tree, meeting_id: int, code: str, seconds: float
+) -> tuple[float, int]:
+    """Bytes the province sent the district per byte the chair sent it, over a window.
+
+    One copy per link gives 1.0 however many sites are below. Normalising by the source
+    keeps the check about the link, not about how steadily the test's own encoder runs.
+    """
+    live = tree.province.app[REGISTRY].get(meeting_id)
+    assert live is not None
+    assert live.chair is not None
+    assert live.chair.peer is not None
+    relay = live.relays[code]
+    assert relay.peer is not None
+    source = list(live.chair.peer.producers.values())
+    sink = [relay.peer.consumers["chair.video"], relay.peer.consumers["chair.audio"]]
+    sent_before = sum(c.bytes_sent for c in sink)
+    source_before = sum(p.bytes for p in source)
+    await asyncio.sleep(seconds)
+    sent = sum(c.bytes_sent for c in sink) - sent_before
+    produced = sum(p.bytes for p in source) - source_before
+    assert produced > 50_000, "the program must be flowing"
+    return sent / produced, sent
+
+
+@pytest.mark.timeout(180)
+async def test_province_sends_a_district_one_program_copy_for_one_or_ten_communes(
+    tree: Tree,
+) -> None:
+    title = "Một bản chương trình cho mỗi huyện"
+    chair_session = await tree.province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
+    district = tree.districts["CM-NC"]
+    local = await _local_meeting_id(district, "kt.cm-nc-hr", title)
+    chair = Participant(tree.province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240), pin_bitrate=True)
+    assert (await chair.call("start"))["ok"]
+
+    # Năm Căn has eight communes; two more are added on the district node for ten.
+    admin = await district.login("quantri")
+    extra = []
+    for n in (1, 2):
+        status, body = await admin.call(
+            "POST",
+            "/api/units",
+            {
+                "code": f"CM-NC-X{n}",
+                "name": f"Xã Thử Nghiệm {n}",
+                "level": "commune",
+                "parent": "CM-NC",
+            },
+        )
+        assert status == 201, body
+        status, body = await admin.call(
+            "POST",
+            "/api/users",
+            {
+                "username": f"kt.cm-nc-x{n}",
+                "full_name": f"Kỹ thuật Xã Thử Nghiệm {n}",
+                "role": "operator",
+                "unit": f"CM-NC-X{n}",
+                "password": "hoinghi-demo",
+            },
+        )
+        assert status == 201, body
+        extra.append(f"kt.cm-nc-x{n}")
+    communes = [
+        "kt.cm-nc-tt",
+        "kt.cm-nc-hr",
+        "kt.cm-nc-hv",
+        "kt.cm-nc-ht",
+        "kt.cm-nc-dm",
+        "kt.cm-nc-lh",
+        "kt.cm-nc-tg",
+        "kt.cm-nc-tgd",
+        *extra,
+    ]
+    sites = [await _site(district, communes[0], local, decode=False)]
+    await wait_for(
+        lambda: sites[0].probe is not None and sites[0].probe.stats["chair.video"].frames > 60,
+        20,
+        "the first site",
+    )
+    one, one_bytes = await _copies_sent_to(tree, meeting_id, "CM-NC", 4.0)
+
+    for operator in communes[1:]:
+        sites.append(await _site(district, operator, local, decode=False))
+    assert len(sites) == 10
+    await wait_for(
+        lambda: all(
+            s.probe is not None and s.probe.stats["chair.video"].frames > 30 for s in sites
+        ),
+        30,
+        "every site to receive the program",
+    )
+    ten, ten_bytes = await _copies_sent_to(tree, meeting_id, "CM-NC", 4.0)
+    figures = f"one site: {one:.3f} ({one_bytes} B), ten sites: {ten:.3f} ({ten_bytes} B)"
+    assert 0.95 < one < 1.05, figures  # exactly one copy of the program on the link
+    assert abs(ten - one) / one < 0.05, figures
+    for s in (chair, *sites):
+        await s.close()
