@@ -455,6 +455,24 @@ def machine_busy() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def fit(points: list[dict[str, Any]], full_rate_only: bool = True) -> tuple[Any, list[int]]:
+    """Marginal server cores per subscriber: the least-squares slope of server_core over N.
+
+    By default only points that delivered the full frame rate count (mean >= 27 fps, every
+    link up): a point where frames were lost spent less CPU than the load asked for, which
+    would pull the slope down. Returns (slope or None, the N values used)."""
+    use = [
+        p
+        for p in points
+        if not full_rate_only
+        or (p["mean_fps"] >= 27 and not any("link" in x for x in p["problems"]))
+    ]
+    if len({p["n"] for p in use}) < 2:
+        return None, [p["n"] for p in use]
+    slope, _ = fit_slope([p["n"] for p in use], [p["server_core"] for p in use])
+    return round(slope, 5), [p["n"] for p in use]
+
+
 def fit_slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares line y = a + b x; returns (b, a)."""
     n = len(xs)
@@ -612,7 +630,7 @@ def run_mode(mode: str, ns: list[int], args: argparse.Namespace, ctx: Any) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ns", default="1,4,16,32", help="pass-through subscriber counts")
-    ap.add_argument("--relay-ns", default="1,4", help="MediaRelay subscriber counts")
+    ap.add_argument("--relay-ns", default="1,2,4", help="MediaRelay subscriber counts")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--window", type=float, default=8.0)
     ap.add_argument("--sub-procs", type=int, default=2)
@@ -655,19 +673,20 @@ def main() -> None:
 
     pt = run_mode("passthrough", ns, args, ctx)
     result: dict[str, Any] = {}
-    pt_slope = 0.0
-    if len(pt) >= 2:
-        pt_slope, pt_icpt = fit_slope([p["n"] for p in pt], [p["server_core"] for p in pt])
-        result["passthrough_core_per_sub"] = round(pt_slope, 5)
-        result["passthrough_intercept_core"] = round(pt_icpt, 4)
+    pt_slope, pt_ns = fit(pt)
+    result["passthrough_core_per_sub"] = pt_slope
+    result["passthrough_fit_ns"] = pt_ns
+    result["passthrough_core_per_sub_all_points"] = fit(pt, full_rate_only=False)[0]
     rl: list[dict[str, Any]] = []
     if not args.skip_relay:
         rl = run_mode("mediarelay", relay_ns, args, ctx)
-        if len(rl) >= 2:
-            rl_slope, rl_icpt = fit_slope([p["n"] for p in rl], [p["server_core"] for p in rl])
-            result["mediarelay_core_per_sub"] = round(rl_slope, 4)
-            result["mediarelay_intercept_core"] = round(rl_icpt, 4)
-            result["ratio"] = round(rl_slope / pt_slope, 1) if pt_slope > 0 else None
+        rl_slope, rl_ns = fit(rl)
+        result["mediarelay_core_per_sub"] = rl_slope
+        result["mediarelay_fit_ns"] = rl_ns
+        result["mediarelay_core_per_sub_all_points"] = fit(rl, full_rate_only=False)[0]
+        result["ratio"] = (
+            round(rl_slope / pt_slope, 1) if rl_slope is not None and pt_slope else None
+        )
     last = max(pt, key=lambda p: p["n"])
     result["min_fps"] = last["min_fps"]
     result["min_fps_at_n"] = last["n"]

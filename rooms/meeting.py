@@ -26,7 +26,7 @@ from rooms.peer import (
     Peer,
     Slot,
 )
-from rooms.router import Producer, Router
+from rooms.router import Consumer, Producer, Router
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,14 @@ class LiveMeeting:
         # On a child node: the program as it arrives from the parent, by slot name
         # ("chair.video", "chair.audio", "floor.video", "floor.audio"); see rooms/uplink.py.
         self.upstream: dict[str, Producer] = {}
+        # On a child node: the uplink's consumers that carry media up ("up.video", "up.audio").
+        self.up_slots: dict[str, Consumer] = {}
+        # Sites below child nodes, as their relays report them: unit code -> site state,
+        # with "via" naming the relay. The floor may go to one of them.
+        self.remote_sites: dict[str, dict[str, Any]] = {}
+        # On a child node, who holds the floor when it is a site this node does not serve.
+        self.floor_name: str | None = None
+        self.upper: str | None = None  # on a child node: "connected" or "unreachable"
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -131,6 +139,7 @@ class LiveMeeting:
             self.chair = None
         elif participant.role == RELAY:
             del self.relays[participant.key]
+            self.set_remote_sites(participant.key, [])
         else:
             del self.sites[participant.key]
             participant.hand_raised = False
@@ -192,10 +201,15 @@ class LiveMeeting:
         # The program: a local chair, or on a child node the program from the parent.
         cv = chair.producer("video") if chair and self.live else up.get("chair.video")
         ca = chair.producer("audio") if chair and self.live else up.get("chair.audio")
+        # The floor holder: a site here, a site below a child node (its media comes up that
+        # relay), or on a child node a site elsewhere (its media comes down the uplink).
         holder = self.sites.get(self.floor) if self.floor and self.live else None
-        if holder is not None:
-            fv = holder.producer("video")
-            fa = holder.producer("audio") if holder.key not in self.muted else None
+        below = self._relay_of(self.floor) if self.floor and self.live else None
+        source = holder or below
+        if source is not None:
+            assert self.floor is not None
+            fv = source.producer("video")
+            fa = source.producer("audio") if self.floor not in self.muted else None
         else:
             fv, fa = up.get("floor.video"), up.get("floor.audio")
         for relay in self.relays.values():
@@ -204,8 +218,11 @@ class LiveMeeting:
             slots = relay.peer.consumers
             _attach(slots, "chair.video", cv)
             _attach(slots, "chair.audio", ca)
-            _attach(slots, "floor.video", fv)
-            _attach(slots, "floor.audio", fa)
+            _attach(slots, "floor.video", None if relay is below else fv)
+            _attach(slots, "floor.audio", None if relay is below else fa)
+        # Up to the parent: the floor holder, when it is here or below this node.
+        _attach(self.up_slots, "up.video", source.producer("video") if source else None)
+        _attach(self.up_slots, "up.audio", source.producer("audio") if source else None)
         for site in self.sites.values():
             if site.peer is None:
                 continue
@@ -222,6 +239,47 @@ class LiveMeeting:
             for i, code in enumerate(self.watched):
                 watched = self.sites.get(code) if code and self.live else None
                 _attach(slots, f"wall.{i}", watched.producer("video") if watched else None)
+
+    def _relay_of(self, code: str) -> Participant | None:
+        info = self.remote_sites.get(code)
+        return self.relays.get(info["via"]) if info else None
+
+    # -- the cascade ---------------------------------------------------------------------------
+
+    def set_remote_sites(self, relay_code: str, sites: list[dict[str, Any]]) -> None:
+        """A relay's report of the sites below it (replaces its previous report)."""
+        for code in [c for c, info in self.remote_sites.items() if info["via"] == relay_code]:
+            del self.remote_sites[code]
+        for site in sites:
+            self.remote_sites[site["unit"]] = {**site, "via": relay_code}
+        if (
+            self.floor
+            and self.floor not in self.sites
+            and self.floor not in self.remote_sites
+            and self.chair is not None
+        ):
+            self.floor = None  # the floor holder went away below
+        self.route()
+        self.changed()
+
+    def floor_from_parent(self, code: str | None, name: str | None) -> None:
+        """On a child node: the parent's chair gave the floor (or took it back)."""
+        self.floor = code
+        self.floor_name = name
+        if code in self.sites:
+            self.sites[code].hand_raised = False
+        self.route()
+        self.changed()
+
+    def presence(self) -> list[dict[str, Any]]:
+        """What a child node reports up: its sites and every site reported to it."""
+        own = [
+            {**self.site_state(p), "hand_raised_at": p.hand_raised_at} for p in self.sites.values()
+        ]
+        below = [
+            {k: v for k, v in info.items() if k != "via"} for info in self.remote_sites.values()
+        ]
+        return own + below
 
     # -- chair and site actions --------------------------------------------------------------
 
@@ -241,10 +299,13 @@ class LiveMeeting:
         self.changed()
 
     def give_floor(self, code: str) -> None:
-        if code not in self.sites:
+        if code not in self.sites and code not in self.remote_sites:
             raise RoomError("unknown_site", f"Site {code!r} is not connected.")
         self.floor = code
-        self.sites[code].hand_raised = False
+        if code in self.sites:
+            self.sites[code].hand_raised = False
+        else:
+            self.remote_sites[code]["hand_raised"] = False
         self.route()
         self.changed()
 
@@ -254,7 +315,7 @@ class LiveMeeting:
         self.changed()
 
     def set_muted(self, code: str, muted: bool) -> None:
-        if code not in self.sites:
+        if code not in self.sites and code not in self.remote_sites:
             raise RoomError("unknown_site", f"Site {code!r} is not connected.")
         if muted:
             self.muted.add(code)
@@ -304,9 +365,22 @@ class LiveMeeting:
 
     # -- what each side sees -----------------------------------------------------------------
 
-    def queue(self) -> list[Participant]:
-        raised = [p for p in self.sites.values() if p.hand_raised]
-        return sorted(raised, key=lambda p: p.hand_raised_at)
+    def queue(self) -> list[dict[str, Any]]:
+        """Raised hands here and below, first raised first."""
+        raised = [
+            (p.hand_raised_at, {"unit": p.key, "name": p.unit_name, "path": p.unit_path})
+            for p in self.sites.values()
+            if p.hand_raised
+        ]
+        raised += [
+            (
+                info.get("hand_raised_at", 0.0),
+                {"unit": code, "name": info["name"], "path": info["path"]},
+            )
+            for code, info in self.remote_sites.items()
+            if info.get("hand_raised")
+        ]
+        return [entry for _, entry in sorted(raised, key=lambda item: item[0])]
 
     def site_state(self, p: Participant) -> dict[str, Any]:
         return {
@@ -320,29 +394,40 @@ class LiveMeeting:
             "camera_on": p.camera_on,
         }
 
+    def floor_holder(self) -> dict[str, str] | None:
+        if not self.floor:
+            return None
+        if self.floor in self.sites:
+            return {"unit": self.floor, "name": self.sites[self.floor].unit_name}
+        if self.floor in self.remote_sites:
+            return {"unit": self.floor, "name": self.remote_sites[self.floor]["name"]}
+        return {"unit": self.floor, "name": self.floor_name or self.floor}
+
     def state_for(self, viewer: Participant) -> dict[str, Any]:
-        holder = self.sites.get(self.floor) if self.floor else None
         state: dict[str, Any] = {
             "meeting_id": self.meeting_id,
             "title": self.title,
             "status": "ended" if self.ended else ("live" if self.live else "waiting"),
-            "chair_present": self.chair is not None,
-            "floor": {"unit": holder.key, "name": holder.unit_name} if holder else None,
+            "chair_present": self.chair is not None or bool(self.upstream),
+            # On a child node: whether the level above is reachable (None on the root).
+            "upper_level": self.upper,
+            "floor": self.floor_holder(),
             "you": {
                 "unit": viewer.key,
                 "role": viewer.role,
-                "has_floor": holder is viewer,
+                "has_floor": self.floor == viewer.key,
                 "muted": viewer.key in self.muted,
                 "hand_raised": viewer.hand_raised,
             },
         }
         if viewer.role == CHAIR:
-            state["sites"] = [
-                self.site_state(p) for p in sorted(self.sites.values(), key=lambda p: p.unit_path)
+            local = [self.site_state(p) for p in self.sites.values()]
+            below = [
+                {k: v for k, v in info.items() if k != "hand_raised_at"}
+                for info in self.remote_sites.values()
             ]
-            state["queue"] = [
-                {"unit": p.key, "name": p.unit_name, "path": p.unit_path} for p in self.queue()
-            ]
+            state["sites"] = sorted([*local, *below], key=lambda site: site["path"])
+            state["queue"] = self.queue()
             state["watched"] = list(self.watched)
         return state
 

@@ -87,6 +87,7 @@ class UplinkLink:
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
         self.live.upstream = dict(self.producers)
+        self.live.up_slots = dict(self.consumers)
         self.live.route()
 
     @property
@@ -101,6 +102,7 @@ class UplinkLink:
             self.live.upstream.get(k) is p for k, p in self.producers.items()
         ):
             self.live.upstream = {}
+            self.live.up_slots = {}
             self.live.route()
         for consumer in self.consumers.values():
             self.live.router.close_consumer(consumer)

@@ -15,7 +15,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
@@ -24,7 +24,7 @@ from server import meetings
 from server.models import Meeting, MeetingStatus
 from server.nodes import NodeError, check_units, verify_credential
 from server.protocol import MAX_SDP, Event, fail, ok
-from server.signaling import REGISTRY, SIO
+from server.signaling import MEETING_NS, REGISTRY, SIO
 from server.state import CTX, NodeContext
 from server.units import UnitTree
 
@@ -47,8 +47,28 @@ class RelayOffer(Event):
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
 
 
+class SiteReport(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    unit: str = Field(min_length=1, max_length=64)
+    name: str = Field(max_length=200)
+    path: list[str] = Field(max_length=16)
+    hand_raised: bool = False
+    hand_raised_at: float = 0.0
+    media: bool = False
+    muted: bool = False
+    mic_on: bool = True
+    camera_on: bool = True
+
+
+class Presence(Event):
+    meeting_id: int = Field(ge=1, le=2**31 - 1)
+    sites: list[SiteReport] = Field(max_length=5000)
+
+
 NODE_EVENTS: dict[str, type[Event]] = {
     "hello": Hello,
+    "presence": Presence,
     "relay_join": RelayJoin,
     "relay_offer": RelayOffer,
     "relay_leave": RelayJoin,
@@ -84,6 +104,8 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, app: web.Application) -> None:
         super().__init__(NODE_NAMESPACE)
         self.app = app
+        self._floor_sent: dict[int, str | None] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def node(self) -> NodeContext:
@@ -196,6 +218,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             user_id=0,
             sid=sid,
         )
+        self._floor_sent.pop(data.meeting_id, None)  # the newcomer must hear who speaks
         await live.join(relay)
         session["relays"][data.meeting_id] = True
         await self.save_session(sid, session)
@@ -205,6 +228,22 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         live, relay = await self._relay(sid, data.meeting_id)
         answer = await live.connect(relay, data.sdp)
         return ok(sdp=answer, type="answer")
+
+    async def _presence(self, sid: str, data: Presence) -> dict[str, Any]:
+        live, relay = await self._relay(sid, data.meeting_id)
+        session = await self.get_session(sid)
+        tree = self.node.units
+        outside = [
+            site.unit
+            for site in data.sites
+            if site.unit not in tree.by_code
+            or not any(tree.in_subtree(tree.by_code[site.unit].id, u) for u in session["units"])
+        ]
+        if outside:
+            log.warning("node %s reported sites outside its scope: %s", relay.key, outside[:5])
+            return fail("unit_out_of_scope", f"Sites outside this node's units: {outside[:5]}")
+        live.set_remote_sites(relay.key, [site.model_dump() for site in data.sites])
+        return ok()
 
     async def _relay_leave(self, sid: str, data: RelayJoin) -> dict[str, Any]:
         session = await self.get_session(sid)
@@ -229,6 +268,33 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await live.leave(relay)
 
     # -- telling children ---------------------------------------------------------------------
+
+    def meeting_changed(self, live: LiveMeeting) -> None:
+        """Observer of live meetings: tell every relay when the floor moves."""
+        if not live.relays:
+            return
+        holder = live.floor_holder()
+        unit = holder["unit"] if holder else None
+        if (
+            self._floor_sent.get(live.meeting_id, None) == unit
+            and live.meeting_id in self._floor_sent
+        ):
+            return
+        self._floor_sent[live.meeting_id] = unit
+        payload = {
+            "meeting_id": live.meeting_id,
+            "unit": unit,
+            "name": holder["name"] if holder else None,
+        }
+        sids = [relay.sid for relay in live.relays.values()]
+        task = asyncio.get_running_loop().create_task(self._emit_all("floor", payload, sids))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _emit_all(self, event: str, payload: dict[str, Any], sids: list[str]) -> None:
+        await asyncio.gather(
+            *(self.emit(event, payload, to=sid) for sid in sids), return_exceptions=True
+        )
 
     async def announce(self, meeting_id: int) -> None:
         """Send the meeting to every linked child it concerns."""
@@ -257,4 +323,5 @@ def setup_nodelink(app: web.Application) -> NodeNamespace:
     app[SIO].register_namespace(namespace)
     app[NODE_NS] = namespace
     app[CTX].meeting_listeners.append(namespace.announce)
+    app[MEETING_NS].observers.append(namespace.meeting_changed)
     return namespace

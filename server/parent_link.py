@@ -43,8 +43,12 @@ class ParentLink:
         self.public_url = settings.public_url
         self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
         self.sio.on("meeting", self._on_meeting, namespace="/node")
+        self.sio.on("floor", self._on_floor, namespace="/node")
         self.state = "connecting"  # "connected" or "unreachable"
         self.links: dict[int, UplinkLink] = {}  # by local meeting id
+        self.parent_ids: dict[int, int] = {}  # local meeting id -> the parent's id
+        self._presence_due: set[int] = set()
+        self._presence_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connected = asyncio.Event()
@@ -54,7 +58,16 @@ class ParentLink:
         return self.app[CTX]
 
     def start(self) -> None:
+        self.app[MEETING_NS].observers.append(self._local_change)
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _set_upper(self, state: str) -> None:
+        self.state = state
+        for local_id in self.parent_ids:
+            live = self.app[REGISTRY].get(local_id)
+            if live is not None and live.upper != state:
+                live.upper = state
+                live.changed()
 
     async def _run(self) -> None:
         delay = BACKOFF_MIN
@@ -66,8 +79,8 @@ class ParentLink:
                 raise
             except Exception as exc:
                 log.info("parent %s unreachable: %s", self.parent_url, exc.__class__.__name__)
-            self.state = "unreachable"
             self.connected.clear()
+            self._set_upper("unreachable")
             await self._drop_links()
             # Full jitter, so children of a restarted parent do not return all at once.
             await asyncio.sleep(random.uniform(BACKOFF_MIN, delay))
@@ -92,7 +105,7 @@ class ParentLink:
                 log.error("parent refused this node's units: %s", ack.get("error"))
                 await asyncio.sleep(BACKOFF_MAX)
                 return
-            self.state = "connected"
+            self._set_upper("connected")
             self.connected.set()
             log.info("linked to parent %s as %s", self.parent_url, self.code)
             for summary in ack["meetings"]:
@@ -105,6 +118,43 @@ class ParentLink:
     async def _on_meeting(self, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("meeting"), dict):
             self._spawn(self.mirror(data["meeting"]))
+
+    async def _on_floor(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        local_id = next(
+            (lid for lid, pid in self.parent_ids.items() if pid == data.get("meeting_id")), None
+        )
+        live = self.app[REGISTRY].get(local_id) if local_id is not None else None
+        unit, name = data.get("unit"), data.get("name")
+        if live is not None and (unit is None or isinstance(unit, str)):
+            live.floor_from_parent(unit, name if isinstance(name, str) else None)
+
+    # -- presence up ------------------------------------------------------------------------------
+
+    def _local_change(self, live: Any) -> None:
+        """A local live meeting changed: report its sites up (coalesced)."""
+        if live.meeting_id not in self.links or not self.connected.is_set():
+            return
+        self._presence_due.add(live.meeting_id)
+        if self._presence_task is None or self._presence_task.done():
+            self._presence_task = asyncio.get_running_loop().create_task(self._send_presence())
+
+    async def _send_presence(self) -> None:
+        while self._presence_due:
+            await asyncio.sleep(0)
+            due, self._presence_due = self._presence_due, set()
+            for local_id in due:
+                live = self.app[REGISTRY].get(local_id)
+                parent_id = self.parent_ids.get(local_id)
+                if live is None or parent_id is None or not self.sio.connected:
+                    continue
+                with contextlib.suppress(Exception):  # the link may drop meanwhile
+                    await self.sio.emit(
+                        "presence",
+                        {"meeting_id": parent_id, "sites": live.presence()},
+                        namespace="/node",
+                    )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -173,6 +223,8 @@ class ParentLink:
             return
         live = self.app[REGISTRY].open(local_id, summary["title"], summary["host_unit"])
         live.live = True
+        live.upper = "connected"
+        self.parent_ids[local_id] = summary["id"]
         link = UplinkLink(live, self.code)
         self.links[local_id] = link
         try:
@@ -191,6 +243,7 @@ class ParentLink:
             if not ack.get("ok"):
                 raise RuntimeError(f"relay_offer refused: {ack.get('error')}")
             await link.accept(ack["sdp"])
+            self._local_change(live)  # tell the parent who is here already
         except Exception as exc:
             log.warning("relay for meeting %s failed: %s", summary["id"], exc)
             self.links.pop(local_id, None)
@@ -211,6 +264,10 @@ class ParentLink:
                 live.changed()
 
     async def close(self) -> None:
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

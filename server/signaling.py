@@ -56,6 +56,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         super().__init__(NAMESPACE)
         self.app = app
         self.registry = Registry(self._changed)
+        # Also told of every change of a live meeting (the cascade reports up and down).
+        self.observers: list[Callable[[LiveMeeting], None]] = []
         self._dirty: set[int] = set()
         self._flush: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -152,6 +154,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def _changed(self, live: LiveMeeting) -> None:
         """Coalesce state broadcasts: one per meeting per loop turn."""
+        for observer in self.observers:
+            observer(live)
         self._dirty.add(live.meeting_id)
         if self._flush is None or self._flush.done():
             self._flush = asyncio.get_running_loop().create_task(self._broadcast())

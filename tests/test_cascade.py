@@ -233,3 +233,85 @@ async def test_province_sends_a_district_one_program_copy_for_one_or_ten_commune
     assert abs(ten - one) / one < 0.05, figures
     for s in (chair, *sites):
         await s.close()
+
+
+@pytest.mark.timeout(180)
+async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and_stops(
+    tree: Tree,
+) -> None:
+    title = "Trao lời cho xã ở huyện khác"
+    chair_session = await tree.province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC", "CM-NH"])
+    district_a, district_b = tree.districts["CM-NC"], tree.districts["CM-NH"]
+    local_a = await _local_meeting_id(district_a, "kt.cm-nc-hr", title)
+    local_b = await _local_meeting_id(district_b, "kt.cm-nh-dmu", title)
+    speaker = Participant(district_a, await district_a.login("kt.cm-nc-hr"))
+    await speaker.connect()
+    await speaker.join(local_a, size=(256, 144))
+    neighbour = await _site(district_a, "kt.cm-nc-tt", local_a)
+    far = await _site(district_b, "kt.cm-nh-dmu", local_b)
+    chair = Participant(tree.province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240))
+    assert (await chair.call("start"))["ok"]
+    assert chair.probe is not None
+    assert speaker.probe is not None
+    assert far.probe is not None
+    assert neighbour.probe is not None
+
+    # A raise-hand from a commune under district B reaches the chair with its unit path.
+    await wait_for(
+        lambda: far.probe is not None and far.probe.stats["chair.video"].frames > 10,
+        20,
+        "the program at B",
+    )
+    assert (await far.call("raise_hand", {"raised": True}))["ok"]
+    state = await chair.wait_state(
+        lambda s: any(q["unit"] == "CM-NH-DMU" for q in s.get("queue", [])), 15
+    )
+    entry = next(q for q in state["queue"] if q["unit"] == "CM-NH-DMU")
+    assert entry["path"] == ["Tỉnh Cà Mau", "Huyện Ngọc Hiển", "Xã Đất Mũi"]
+
+    # The chair gives the floor to a commune under district A (two hops down).
+    await chair.wait_state(lambda s: any(x["unit"] == "CM-NC-HR" for x in s.get("sites", [])))
+    assert (await chair.call("give_floor", {"unit": "CM-NC-HR"}))["ok"]
+    await speaker.wait_state(lambda s: s["you"]["has_floor"], 15)
+    for who, what in (
+        (chair, "the province chair"),
+        (far, "district B's commune"),
+        (neighbour, "district A's other commune"),
+    ):
+        await wait_for(
+            lambda who=who: (
+                who.probe is not None and len(who.probe.stats["floor.video"].counters) > 30
+            ),
+            20,
+            f"{what} to see the speaker",
+        )
+    since = time.monotonic()
+    await asyncio.sleep(3.0)
+    for who in (chair, far, neighbour):
+        assert who.probe is not None
+        counters = who.probe.stats["floor.video"].counters_since(since)
+        assert len(counters) > 30
+        assert max_gap(counters) <= 5
+        assert rate(who.probe.stats["floor.audio"], since, time.monotonic()) >= 35
+    assert speaker.probe.video is not None
+    assert abs(speaker.probe.video.counter - far.probe.stats["floor.video"].counters[-1]) < 45
+    state = await far.wait_state(lambda s: (s.get("floor") or {}).get("unit") == "CM-NC-HR")
+    assert state["floor"]["name"] == "Xã Hàm Rồng"
+
+    # Taking the floor back stops it everywhere.
+    assert (await chair.call("take_floor"))["ok"]
+    await asyncio.sleep(1.5)
+    seen = {
+        id(w): w.probe.stats["floor.video"].frames
+        for w in (chair, far, neighbour)
+        if w.probe is not None
+    }
+    await asyncio.sleep(1.5)
+    for who in (chair, far, neighbour):
+        assert who.probe is not None
+        assert who.probe.stats["floor.video"].frames == seen[id(who)]
+    for p in (chair, speaker, neighbour, far):
+        await p.close()

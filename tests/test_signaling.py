@@ -567,6 +567,7 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
         "title": "Hội nghị trực tuyến thử nghiệm",
         "status": "waiting",
         "chair_present": True,
+        "upper_level": None,
         "floor": None,
         "you": {
             "unit": "CM",
