@@ -1,4 +1,5 @@
-# hoinghi: `make run` starts a demo node, `make test` runs every check. See README.md.
+# hoinghi: `make run` starts a demo node, `make demo-nodes` three linked ones, `make test`
+# runs every check. See README.md.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,12 +7,16 @@ BIN := $(VENV)/bin
 HOINGHI := $(BIN)/hoinghi
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint types pytest setup setup-test clean
+.PHONY: run demo-nodes test lint types pytest setup setup-test clean
 
 run: $(VENV)/.run-installed node_modules/.installed
 	$(HOINGHI) migrate
 	$(HOINGHI) demo
 	$(HOINGHI) serve
+
+# A province node and two district nodes on ports 8080-8082 (data under var/nodes/).
+demo-nodes: $(VENV)/.run-installed node_modules/.installed
+	$(HOINGHI) demo --nodes 3
 
 setup: $(VENV)/.run-installed node_modules/.installed
 setup-test: $(VENV)/.test-installed node_modules/.installed chromium

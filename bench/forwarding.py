@@ -14,11 +14,14 @@ The parent process only relays SDP over ``multiprocessing`` pipes and keeps time
 it connects subscribers until there are N, waits ``--warmup`` seconds, then reads the
 server's ``getrusage(RUSAGE_SELF)`` (all its threads: event loop, decoder and encoder
 threads) at the start and end of a ``--window`` second window, and asks each subscriber how
-many video frames and audio packets it received inside that window.
+many video frames and audio packets it received inside that window. Before each window it
+waits (``--max-wait``) for processes outside the benchmark to go quiet, and it reports what
+they used. Points that did not deliver the full frame rate are left out of the slopes.
+docs/performance.md has the method, the results and what they mean.
 
 Progress goes to stderr; the last line on stdout is one JSON object.
 
-    .venv/bin/python bench/forwarding.py            # about 2.5 minutes on 2 cores
+    .venv/bin/python bench/forwarding.py            # 1.5-3.5 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -54,9 +57,13 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 
 from rooms.frames import FrameAssembler  # noqa: E402
 from rooms.hooks import check_aiortc_hooks, restrict_codecs  # noqa: E402
+from rooms.ice import offer_host_addresses  # noqa: E402
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant  # noqa: E402
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT, Slot  # noqa: E402
 from rooms.probe import ProbePeer, rate  # noqa: E402
+
+# Benchmark traffic stays on loopback (this runs again in every spawned process).
+offer_host_addresses(["127.0.0.1"])
 
 # A publisher and a subscriber for the MediaRelay server, with the pass-through slot names.
 RELAY_PUB_LAYOUT: tuple[Slot, ...] = (
@@ -176,12 +183,14 @@ class ServerWorker:
         """Per-site consumer counters and sender packet counts (aiortc private)."""
         assert self.meeting is not None
         frames = dropped = packets = 0
+        video_sent: dict[str, int] = {}
         for site in self.sites:
             if site.peer is None:
                 continue
             for c in site.peer.consumers.values():
                 frames += c.frames_sent
                 dropped += c.frames_dropped
+            video_sent[site.key] = site.peer.consumers["chair.video"].frames_sent
             assert site.peer.pc is not None
             for t in site.peer.pc.getTransceivers():
                 packets += getattr(t.sender, "_RTCRtpSender__packet_count", 0)
@@ -190,6 +199,7 @@ class ServerWorker:
         links = [p.peer.pc for p in (chair, *self.sites) if p and p.peer and p.peer.pc]
         return {
             "links_down": sum(pc.connectionState != "connected" for pc in links),
+            "video_frames_sent": video_sent,
             "frames_sent": frames,
             "frames_dropped": dropped,
             "packets_sent": packets,
@@ -574,6 +584,13 @@ def run_mode(mode: str, ns: list[int], args: argparse.Namespace, ctx: Any) -> li
                 "quiet_wait_s": round(waited, 1),
             }
             if mode == "passthrough":
+                # what the server sent, per subscriber: tells its own shortfall from the
+                # subscribers' (they run in this machine's other processes)
+                sent = [
+                    (v - s0["video_frames_sent"].get(k, 0)) / wall
+                    for k, v in s1["video_frames_sent"].items()
+                ]
+                point["server_min_video_fps"] = round(min(sent), 2) if sent else None
                 point["frames_dropped"] = s1["frames_dropped"] - s0["frames_dropped"]
                 point["keyframe_requests"] = (
                     s1["keyframe_requests_sent"] - s0["keyframe_requests_sent"]

@@ -48,3 +48,25 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(started.wait(), CONNECT_SETTLE)
     await _cancel_consent([getattr(ice, "_connection", None) for ice in transports])
+
+
+def offer_host_addresses(addresses: list[str]) -> None:
+    """Gather ICE host candidates only on ``addresses`` (all interfaces when empty).
+
+    aioice offers every interface address except loopback; a node on a server with several
+    networks, and the tests (which must keep their traffic on 127.0.0.1), choose instead.
+    Applies to the whole process, as aioice's gathering does.
+    """
+    import aioice.ice
+
+    original = getattr(aioice.ice, "_hoinghi_original_hosts", aioice.ice.get_host_addresses)
+    aioice.ice._hoinghi_original_hosts = original  # type: ignore[attr-defined]
+    if not addresses:
+        aioice.ice.get_host_addresses = original
+        return
+    chosen = list(addresses)
+
+    def configured(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = configured

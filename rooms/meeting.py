@@ -57,6 +57,7 @@ class Participant:
     hand_raised_at: float = 0.0
     mic_on: bool = True
     camera_on: bool = True
+    online: bool = True  # a relay whose heartbeats stopped is offline until they resume
     joined_at: float = field(default_factory=time.time)
 
     def producer(self, kind: str) -> Producer | None:
@@ -250,8 +251,10 @@ class LiveMeeting:
         """A relay's report of the sites below it (replaces its previous report)."""
         for code in [c for c, info in self.remote_sites.items() if info["via"] == relay_code]:
             del self.remote_sites[code]
+        relay = self.relays.get(relay_code)
+        online = relay.online if relay is not None else False
         for site in sites:
-            self.remote_sites[site["unit"]] = {**site, "via": relay_code}
+            self.remote_sites[site["unit"]] = {**site, "via": relay_code, "online": online}
         if (
             self.floor
             and self.floor not in self.sites
@@ -260,6 +263,17 @@ class LiveMeeting:
         ):
             self.floor = None  # the floor holder went away below
         self.route()
+        self.changed()
+
+    def set_relay_online(self, relay_code: str, online: bool) -> None:
+        """A child node's link went silent (or came back): so do the sites below it."""
+        relay = self.relays.get(relay_code)
+        if relay is None:
+            return
+        relay.online = online
+        for info in self.remote_sites.values():
+            if info["via"] == relay_code:
+                info["online"] = online
         self.changed()
 
     def floor_from_parent(self, code: str | None, name: str | None) -> None:
@@ -384,6 +398,7 @@ class LiveMeeting:
 
     def site_state(self, p: Participant) -> dict[str, Any]:
         return {
+            "online": True,
             "unit": p.key,
             "name": p.unit_name,
             "path": p.unit_path,
@@ -429,6 +444,10 @@ class LiveMeeting:
             state["sites"] = sorted([*local, *below], key=lambda site: site["path"])
             state["queue"] = self.queue()
             state["watched"] = list(self.watched)
+            state["nodes"] = [
+                {"node": r.key, "name": r.unit_name, "online": r.online}
+                for r in sorted(self.relays.values(), key=lambda r: r.key)
+            ]
         return state
 
 

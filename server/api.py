@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import auth, meetings
+from server.doors import served_elsewhere
 from server.errors import path_id, read_json
 from server.models import Role
 from server.state import ctx
@@ -76,10 +77,13 @@ async def api_logout(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/me")
 async def api_me(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request)
-    unit = ctx(request).units.get(user.unit_id)
+    node = ctx(request)
+    unit = node.units.get(user.unit_id)
+    door = await served_elsewhere(node, user.role, user.unit_id)
     return ok(
         user={**user.public(), "unit": unit.code, "unit_name": unit.name},
         csrf_token=user.csrf_token,
+        served_by={"node": door["node"], "url": door["url"]} if door else None,
     )
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
+from rooms.ice import offer_host_addresses
 from server import admin, api, auth, live_pages, pages
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
@@ -99,6 +100,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     check_aiortc_hooks()  # refuse to start, naming aiortc's version, if an internal is gone
+    offer_host_addresses(settings.media_addresses)
     app = web.Application(
         middlewares=[
             forwarded_middleware,

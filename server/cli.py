@@ -237,6 +237,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import node_url
     from server.demo import demo_logins_text
 
+    if args.nodes == 3:
+        from server.demo_nodes import run_demo_nodes
+
+        if not 1 <= args.base_port <= 65533:
+            return fail("--base-port must leave room for three ports (1 to 65533)")
+        return run_demo_nodes(settings, args.base_port)
+
     seeded = asyncio.run(_demo(settings))
     if seeded:
         print("demo data loaded: Tỉnh Cà Mau with three districts and their communes")
@@ -311,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_node_list)
 
     p = sub.add_parser("demo", help="load the Cà Mau demo tree and accounts into an empty database")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="3: set up and start a province node and two district nodes on this machine "
+        "(data under DATA_DIR/nodes/; Ctrl-C stops them)",
+    )
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=8080,
+        help="with --nodes 3: the province's port; the districts take the next two",
+    )
     p.set_defaults(func=cmd_demo)
 
     tls = sub.add_parser("tls", help="certificates")

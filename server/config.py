@@ -62,6 +62,10 @@ class Settings(BaseModel):
         default_factory=list,
         description="Codes of the units whose subtrees this node serves (comma-separated).",
     )
+    media_addresses: list[str] = Field(
+        default_factory=list,
+        description="Local IP addresses to offer media on (comma-separated); empty: all.",
+    )
     public_url: str = Field(
         "", description="This node's URL as users reach it (to send operators to it)."
     )
@@ -91,7 +95,7 @@ class Settings(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("served_units", mode="before")
+    @field_validator("served_units", "media_addresses", mode="before")
     @classmethod
     def _codes(cls, value: Any) -> Any:
         if isinstance(value, str):

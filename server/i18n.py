@@ -163,6 +163,10 @@ VI: dict[str, str] = {
     "That site is no longer connected.": "Điểm cầu này không còn kết nối.",
     "The node did not answer in time.": "Máy chủ không trả lời kịp.",
     "Not connected to the node.": "Chưa kết nối được với máy chủ.",
+    # the right door (server/doors.py)
+    "Please use your own node": "Vui lòng dùng nút của đơn vị bạn",
+    "Your site ({unit}) is served by the node of {node}. Please open:": "Điểm cầu của bạn ({unit}) được phục vụ bởi nút {node}. Vui lòng mở:",
+    "Your site ({unit}) is served by the node of the level above. Please open:": "Điểm cầu của bạn ({unit}) được phục vụ bởi nút cấp trên. Vui lòng mở:",
     # errors
     "Something went wrong": "Đã có lỗi",
     "Go to the meeting list": "Về danh sách cuộc họp",

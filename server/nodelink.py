@@ -10,7 +10,9 @@ once, however many sites sit below (rooms/uplink.py is the child's side).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import Any
 
 import socketio
@@ -31,6 +33,10 @@ from server.units import UnitTree
 log = logging.getLogger(__name__)
 
 NODE_NAMESPACE = "/node"
+# A child beats every second; after this much silence (checked every WATCH_EVERY, so shown
+# within 3 s) it and its sites are shown offline.
+SILENCE = 2.5
+WATCH_EVERY = 0.5
 
 
 class Hello(Event):
@@ -66,7 +72,12 @@ class Presence(Event):
     sites: list[SiteReport] = Field(max_length=5000)
 
 
+class Heartbeat(Event):
+    pass
+
+
 NODE_EVENTS: dict[str, type[Event]] = {
+    "heartbeat": Heartbeat,
     "hello": Hello,
     "presence": Presence,
     "relay_join": RelayJoin,
@@ -106,6 +117,9 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.app = app
         self._floor_sent: dict[int, str | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._beats: dict[str, float] = {}  # sid -> last heard
+        self._silent: set[str] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def node(self) -> NodeContext:
@@ -124,17 +138,23 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 {"error": "bad_credential", "message": "Unknown, wrong or revoked credential."},
             ) from None
         await self.save_session(sid, {"node": info, "units": [], "relays": {}, "address": address})
+        self._beats[sid] = time.monotonic()
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         log.info("node %s linked from %s", info.code, address)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._beats.pop(sid, None)
+        self._silent.discard(sid)
         session = await self.get_session(sid)
         for meeting_id in list(session.get("relays", {})):
-            await self._leave(session, meeting_id)
+            await self._leave(sid, session, meeting_id)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid, payload = args[0], (args[1] if len(args) > 1 else {})
+        self._heard(sid)
         model = NODE_EVENTS.get(event)
         if model is None:
             return fail("unknown_event", f"No event {event!r}.")
@@ -158,6 +178,33 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return fail("internal_error")
 
     # -- events -------------------------------------------------------------------------------
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    def _heard(self, sid: str) -> None:
+        self._beats[sid] = time.monotonic()
+        if sid in self._silent:
+            self._silent.discard(sid)
+            self._set_online(sid, True)
+
+    async def _heartbeat(self, sid: str, data: Heartbeat) -> dict[str, Any]:
+        return ok()
+
+    async def _watch(self) -> None:
+        while self._beats:
+            await asyncio.sleep(WATCH_EVERY)
+            now = time.monotonic()
+            for sid, last in list(self._beats.items()):
+                if now - last > SILENCE and sid not in self._silent:
+                    self._silent.add(sid)
+                    log.warning("node link %s silent for %.1f s", sid, now - last)
+                    self._set_online(sid, False)
+
+    def _set_online(self, sid: str, online: bool) -> None:
+        for live in list(self.app[REGISTRY].meetings.values()):
+            relay = live.by_sid(sid)
+            if relay is not None and relay.role == RELAY:
+                live.set_relay_online(relay.key, online)
 
     async def _hello(self, sid: str, data: Hello) -> dict[str, Any]:
         session = await self.get_session(sid)
@@ -247,7 +294,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _relay_leave(self, sid: str, data: RelayJoin) -> dict[str, Any]:
         session = await self.get_session(sid)
-        await self._leave(session, data.meeting_id)
+        await self._leave(sid, session, data.meeting_id)
         await self.save_session(sid, session)
         return ok()
 
@@ -258,13 +305,13 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise RoomError("not_joined", "Join the meeting as a relay first.")
         return live, relay
 
-    async def _leave(self, session: dict[str, Any], meeting_id: int) -> None:
+    async def _leave(self, sid: str, session: dict[str, Any], meeting_id: int) -> None:
         session.get("relays", {}).pop(meeting_id, None)
         live = self.app[REGISTRY].get(meeting_id)
-        if live is None:
-            return
-        relay = live.participant(session["node"].code, RELAY)
-        if relay is not None:
+        # By socket, not by node code: a node that relinked has a newer relay by now, and
+        # the old socket's late disconnect must not remove it.
+        relay = live.by_sid(sid) if live is not None else None
+        if live is not None and relay is not None and relay.role == RELAY:
             await live.leave(relay)
 
     # -- telling children ---------------------------------------------------------------------
@@ -314,6 +361,13 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         manager = self.app[SIO].manager
         return [sid for sid, _eio in manager.get_participants(NODE_NAMESPACE, "nodes")]
 
+    async def close(self) -> None:
+        for task in (self._watchdog, *self._tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
 
 NODE_NS = web.AppKey("hoinghi_node_namespace", NodeNamespace)
 
@@ -324,4 +378,9 @@ def setup_nodelink(app: web.Application) -> NodeNamespace:
     app[NODE_NS] = namespace
     app[CTX].meeting_listeners.append(namespace.announce)
     app[MEETING_NS].observers.append(namespace.meeting_changed)
+
+    async def _close(_app: web.Application) -> None:
+        await namespace.close()
+
+    app.on_shutdown.append(_close)
     return namespace

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server import auth, meetings
+from server.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
 from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang, translator
 from server.models import MeetingStatus, Role
@@ -116,6 +117,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return render(
             request, "login.html", status=err.status, next=target, error=text, username=username
         )
+    if await served_elsewhere(node, user.role, user.unit_id) is not None:
+        target = "/meetings"  # the page that names the node serving the user's unit
     token, _session = await auth.start_session(node, user)
     response = web.HTTPSeeOther(target)
     auth.attach_session_cookie(response, request, token)
@@ -183,6 +186,9 @@ def sites_tree(tree: UnitTree, site_ids: set[int], host_unit_id: int) -> list[di
 async def meeting_list(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request)
     node = ctx(request)
+    door = await served_elsewhere(node, user.role, user.unit_id)
+    if door is not None:
+        return render(request, "served_elsewhere.html", door=door)
     async with node.sessionmaker() as db:
         items = await meetings.list_visible(db, user, node.units)
     rows = [

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 15.0
 CALL_TIMEOUT = 15.0
+HEARTBEAT = 1.0
+HEARTBEAT_WAIT = 1.5
+DISCONNECT_WAIT = 2.0
 
 
 class ParentLink:
@@ -41,9 +44,7 @@ class ParentLink:
         self.code = self.credential.split(".", 1)[0]
         self.units = list(settings.served_units)
         self.public_url = settings.public_url
-        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
-        self.sio.on("meeting", self._on_meeting, namespace="/node")
-        self.sio.on("floor", self._on_floor, namespace="/node")
+        self.sio = self._client()
         self.state = "connecting"  # "connected" or "unreachable"
         self.links: dict[int, UplinkLink] = {}  # by local meeting id
         self.parent_ids: dict[int, int] = {}  # local meeting id -> the parent's id
@@ -52,6 +53,13 @@ class ParentLink:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connected = asyncio.Event()
+
+    def _client(self) -> socketio.AsyncClient:
+        """A new socket per session: one whose link died is not reused."""
+        sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        sio.on("meeting", self._on_meeting, namespace="/node")
+        sio.on("floor", self._on_floor, namespace="/node")
+        return sio
 
     @property
     def node(self) -> NodeContext:
@@ -87,6 +95,7 @@ class ParentLink:
             delay = min(BACKOFF_MAX, delay * 2)
 
     async def _session(self) -> None:
+        self.sio = self._client()
         await self.sio.connect(
             self.parent_url,
             namespaces=["/node"],
@@ -110,10 +119,37 @@ class ParentLink:
             log.info("linked to parent %s as %s", self.parent_url, self.code)
             for summary in ack["meetings"]:
                 await self.mirror(summary)
-            await self.sio.wait()
+            beats = asyncio.get_running_loop().create_task(self._heartbeats())
+            waiting = asyncio.get_running_loop().create_task(self.sio.wait())
+            try:
+                # Ends when the socket closes, or when the parent stops answering heartbeats.
+                await asyncio.wait({beats, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (beats, waiting):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
         finally:
-            if self.sio.connected:
-                await self.sio.disconnect()
+            # Say so below at once; a dead link's graceful close could take many seconds.
+            self.connected.clear()
+            self._set_upper("unreachable")
+            await self._drop_links()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.sio.disconnect(), DISCONNECT_WAIT)
+
+    async def _heartbeats(self) -> None:
+        """Beat every HEARTBEAT s; two unanswered beats in a row mean the parent is gone."""
+        missed = 0
+        while missed < 2:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.sio.call("heartbeat", {}, namespace="/node", timeout=HEARTBEAT_WAIT)
+                missed = 0
+            except (TimeoutError, socketio.exceptions.TimeoutError):
+                missed += 1
+            except socketio.exceptions.BadNamespaceError:
+                return
+        log.warning("parent %s stopped answering heartbeats", self.parent_url)
 
     async def _on_meeting(self, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("meeting"), dict):

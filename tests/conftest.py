@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 
+from rooms.ice import offer_host_addresses
 from server.app import create_app
 from server.config import Settings, load_settings
 from server.db import create_engine, migrate
@@ -29,6 +30,13 @@ from server.state import CTX
 
 PG_URL = os.environ.get("HOINGHI_TEST_PG", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("HOINGHI_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _media_on_loopback_only() -> None:
+    """Test traffic stays on 127.0.0.1: every aiortc peer in the tests offers only it."""
+    offer_host_addresses(["127.0.0.1"])
+
 
 # Real Argon2 with light parameters: the same code paths, a fraction of the CPU time.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -99,6 +107,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
     return load_settings(
         environ={},
+        media_addresses=["127.0.0.1"],
         data_dir=tmp_path / "var",
         database_url=database_url,
         secret_key="test-secret-key-not-for-production",

@@ -20,6 +20,7 @@ from server.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import Node, start_node
 from tests.live_helpers import Participant, schedule, wait_for
+from tests.tcp_gate import TcpGate
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -315,3 +316,65 @@ async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and
         assert who.probe.stats["floor.video"].frames == seen[id(who)]
     for p in (chair, speaker, neighbour, far):
         await p.close()
+
+
+@pytest.mark.timeout(180)
+async def test_blocked_uplink_shows_district_offline_and_keeps_its_local_meeting(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "CM"
+    root.mkdir()
+    province = await start_node(aiohttp_client, root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}")
+    gate = TcpGate(province.client.server.port)
+    gate_port = await gate.start()
+    credential = await issue_credential(province.app[CTX], "CM-NC", ["CM-NC"], "")
+    path = tmp_path / "CM-NC"
+    path.mkdir()
+    district = await start_node(
+        aiohttp_client,
+        path,
+        f"sqlite+aiosqlite:///{path / 'd.sqlite3'}",
+        parent_url=f"http://127.0.0.1:{gate_port}",
+        parent_credential=credential,
+        served_units=["CM-NC"],
+    )
+    await asyncio.wait_for(district.app[PARENT_LINK].connected.wait(), 15)
+
+    title = "Mất kết nối lên tỉnh"
+    chair_session = await province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
+    local = await _local_meeting_id(district, "kt.cm-nc-hr", title)
+    site = await _site(district, "kt.cm-nc-hr", local, decode=False)
+    chair = Participant(province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240))
+    assert (await chair.call("start"))["ok"]
+    assert site.probe is not None
+    await wait_for(
+        lambda: site.probe is not None and site.probe.stats["chair.video"].frames > 30,
+        20,
+        "the program below",
+    )
+    await chair.wait_state(
+        lambda s: any(x["unit"] == "CM-NC-HR" and x["online"] for x in s.get("sites", [])), 10
+    )
+
+    gate.block()
+    blocked_at = time.monotonic()
+    state = await chair.wait_state(
+        lambda s: any(n["node"] == "CM-NC" and not n["online"] for n in s.get("nodes", [])), 6
+    )
+    shown_after = time.monotonic() - blocked_at
+    assert all(not x["online"] for x in state["sites"] if x.get("via") == "CM-NC")
+    # Sites below are told the level above is unreachable; their meeting goes on.
+    local_state = await site.wait_state(lambda s: s.get("upper_level") == "unreachable", 20)
+    assert local_state["status"] == "live"
+
+    # Shown within SILENCE + one watchdog period after the last heartbeat.
+    assert shown_after < 4.0, f"offline shown {shown_after:.1f} s after the block"
+    for p in (chair, site):
+        await p.close()
+    await district.close()
+    await province.close()
+    await gate.close()
