@@ -17,7 +17,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
@@ -25,7 +25,7 @@ from rooms.peer import MediaError
 from server import meetings
 from server.models import Meeting, MeetingStatus
 from server.nodes import NodeError, check_units, verify_credential
-from server.protocol import MAX_SDP, Event, fail, ok
+from server.protocol import MAX_SDP, Event, fail, ok, validate
 from server.signaling import MEETING_NS, REGISTRY, SIO
 from server.state import CTX, NodeContext
 from server.units import UnitTree
@@ -158,15 +158,9 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         model = NODE_EVENTS.get(event)
         if model is None:
             return fail("unknown_event", f"No event {event!r}.")
-        try:
-            data = model.model_validate(payload if payload is not None else {})
-        except ValidationError as exc:
-            fields = {
-                ".".join(str(p) for p in e["loc"]) or "payload": e["msg"] for e in exc.errors()
-            }
-            return fail(
-                "bad_request", "Invalid payload: " + ", ".join(sorted(fields)), fields=fields
-            )
+        data = validate(model, payload)
+        if isinstance(data, dict):
+            return data
         try:
             return await getattr(self, f"_{event}")(sid, data)
         except NodeError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.errors import MAX_ROW_ID
 
@@ -91,6 +91,15 @@ ERROR_CODES = {
     "meeting_ended": "The meeting has ended.",
     "internal_error": "The node failed; it has been logged.",
 }
+
+
+def validate(model: type[Event], payload: Any) -> Event | dict[str, Any]:
+    """The payload as ``model``, or the ``bad_request`` acknowledgement naming each field."""
+    try:
+        return model.model_validate(payload if payload is not None else {})
+    except ValidationError as exc:
+        fields = {".".join(str(p) for p in e["loc"]) or "payload": e["msg"] for e in exc.errors()}
+        return fail("bad_request", "Invalid payload: " + ", ".join(sorted(fields)), fields=fields)
 
 
 def fail(code: str, message: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from pydantic import ValidationError
 
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
@@ -35,6 +34,7 @@ from server.protocol import (
     Watch,
     fail,
     ok,
+    validate,
 )
 from server.state import CTX, NodeContext
 
@@ -106,15 +106,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         handler = self.handlers.get(event)
         if handler is None:
             return fail("unknown_event", f"No event {event!r}.")
-        try:
-            data = EVENTS[event].model_validate(payload if payload is not None else {})
-        except ValidationError as exc:
-            fields = {
-                ".".join(str(p) for p in e["loc"]) or "payload": e["msg"] for e in exc.errors()
-            }
-            return fail(
-                "bad_request", "Invalid payload: " + ", ".join(sorted(fields)), fields=fields
-            )
+        data = validate(EVENTS[event], payload)
+        if isinstance(data, dict):
+            return data
         try:
             return await handler(sid, data)
         except (RoomError, MediaError) as exc:

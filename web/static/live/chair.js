@@ -1,7 +1,7 @@
 // The chair's console: own camera, the floor holder, a wall of up to four watched sites,
 // the connected sites with their buttons, the raise-hand queue, start and end.
 
-import { LiveConnection } from "./connection.js";
+import { LiveConnection, exposeForTests } from "./connection.js";
 import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
 import { busy, byId, h } from "./dom.js";
 import { errorText, t } from "./i18n.js";
@@ -97,16 +97,7 @@ async function main() {
   wireChairButtons();
 
   // For tests and troubleshooting in the browser console.
-  window.hoinghi = {
-    connection,
-    get pc() {
-      return connection.link ? connection.link.pc : null;
-    },
-    midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
-    get state() {
-      return connection.state;
-    },
-  };
+  exposeForTests(connection);
   connection.start();
 }
 

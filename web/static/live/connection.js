@@ -196,3 +196,17 @@ export class LiveConnection {
     this.link = null;
   }
 }
+
+// Tests (and people debugging a site) read the live link from window.hoinghi.
+export function exposeForTests(connection) {
+  window.hoinghi = {
+    connection,
+    get pc() {
+      return connection.link ? connection.link.pc : null;
+    },
+    midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
+    get state() {
+      return connection.state;
+    },
+  };
+}

@@ -1,7 +1,7 @@
 // A site's page (điểm cầu): the program large (the chair, and the site holding the floor),
 // this site's camera small, raise hand, microphone and camera.
 
-import { LiveConnection } from "./connection.js";
+import { LiveConnection, exposeForTests } from "./connection.js";
 import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
 import { busy, byId } from "./dom.js";
 import { errorText, t } from "./i18n.js";
@@ -70,16 +70,7 @@ async function main() {
   });
 
   // For tests and troubleshooting in the browser console.
-  window.hoinghi = {
-    connection,
-    get pc() {
-      return connection.link ? connection.link.pc : null;
-    },
-    midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
-    get state() {
-      return connection.state;
-    },
-  };
+  exposeForTests(connection);
   connection.start();
 }
 
