@@ -33,6 +33,7 @@ CALL_TIMEOUT = 15.0
 HEARTBEAT = 1.0
 HEARTBEAT_WAIT = 1.5
 DISCONNECT_WAIT = 2.0
+CONNECT_WAIT = 10.0
 
 
 class ParentLink:
@@ -84,7 +85,10 @@ class ParentLink:
                 await self._session()
                 delay = BACKOFF_MIN  # it was up: start over quickly next time
             except asyncio.CancelledError:
-                raise
+                if _cancelled_by_owner():
+                    raise
+                # The socket library's own task was cancelled under it: a failed session.
+                log.info("parent link to %s reset", self.parent_url)
             except Exception as exc:
                 log.info("parent %s unreachable: %s", self.parent_url, exc.__class__.__name__)
             self.connected.clear()
@@ -96,13 +100,21 @@ class ParentLink:
 
     async def _session(self) -> None:
         self.sio = self._client()
-        await self.sio.connect(
-            self.parent_url,
-            namespaces=["/node"],
-            auth={"credential": self.credential},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
+        # Bounded: through a dead link the websocket handshake itself can hang for minutes.
+        try:
+            await asyncio.wait_for(
+                self.sio.connect(
+                    self.parent_url,
+                    namespaces=["/node"],
+                    auth={"credential": self.credential},
+                    transports=["websocket"],
+                    wait_timeout=10,
+                ),
+                CONNECT_WAIT,
+            )
+        except TimeoutError:
+            await self._abandon_socket()
+            raise
         try:
             ack = await self.sio.call(
                 "hello",
@@ -134,8 +146,17 @@ class ParentLink:
             self.connected.clear()
             self._set_upper("unreachable")
             await self._drop_links()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sio.disconnect(), DISCONNECT_WAIT)
+            await self._abandon_socket()
+
+    async def _abandon_socket(self) -> None:
+        """Close the session's socket without waiting long on a dead link."""
+        try:
+            await asyncio.wait_for(self.sio.disconnect(), DISCONNECT_WAIT)
+        except asyncio.CancelledError:
+            if _cancelled_by_owner():
+                raise
+        except Exception as exc:  # a dead link fails to close in many ways
+            log.debug("closing the parent socket: %s", exc.__class__.__name__)
 
     async def _heartbeats(self) -> None:
         """Beat every HEARTBEAT s; two unanswered beats in a row mean the parent is gone."""
@@ -315,6 +336,12 @@ class ParentLink:
         await self._drop_links()
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+def _cancelled_by_owner() -> bool:
+    """Whether this task itself is being cancelled (not a library's inner task under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 PARENT_LINK = web.AppKey("hoinghi_parent_link", ParentLink)

@@ -319,7 +319,7 @@ async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and
 
 
 @pytest.mark.timeout(180)
-async def test_blocked_uplink_shows_district_offline_and_keeps_its_local_meeting(
+async def test_blocked_uplink_shows_district_offline_keeps_local_meeting_and_recovers(
     aiohttp_client: ClientFactory,
     tmp_path: Path,
 ) -> None:
@@ -373,6 +373,19 @@ async def test_blocked_uplink_shows_district_offline_and_keeps_its_local_meeting
 
     # Shown within SILENCE + one watchdog period after the last heartbeat.
     assert shown_after < 4.0, f"offline shown {shown_after:.1f} s after the block"
+
+    # The block lifts: the child relinks by itself and the program resumes below.
+    gate.unblock()
+    await chair.wait_state(
+        lambda s: any(n["node"] == "CM-NC" and n["online"] for n in s.get("nodes", [])), 30
+    )
+    await site.wait_state(lambda s: s.get("upper_level") == "connected", 30)
+    before = site.probe.stats["chair.video"].frames
+    await wait_for(
+        lambda: site.probe is not None and site.probe.stats["chair.video"].frames > before + 30,
+        20,
+        "the program to resume below by itself",
+    )
     for p in (chair, site):
         await p.close()
     await district.close()
