@@ -33,7 +33,6 @@ import logging
 import multiprocessing
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -57,7 +56,7 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 
 from rooms.frames import FrameAssembler  # noqa: E402
 from rooms.hooks import check_aiortc_hooks, restrict_codecs  # noqa: E402
-from rooms.ice import offer_host_addresses  # noqa: E402
+from rooms.ice import enlarge_receive_buffers, offer_host_addresses  # noqa: E402
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant  # noqa: E402
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT, Slot  # noqa: E402
 from rooms.probe import ProbePeer, rate  # noqa: E402
@@ -95,31 +94,8 @@ _buffer_size = SOCKET_BUFFER
 
 
 def enlarge_buffers(pc: RTCPeerConnection) -> int:
-    """Raise SO_RCVBUF on a peer connection's ICE sockets; returns how many were changed.
-
-    aiortc sends a frame's packets back to back, unpaced, and the synthetic video is noise,
-    so its keyframes are 50-150 packets (65-190 KB). With Linux's default 208 KB receive
-    buffer (about 90 such datagrams) a keyframe burst overflows the socket whenever the
-    receiving event loop is busy; the lost packets stall the frame assembler, the PLI brings
-    another huge keyframe, and the run turns into a keyframe storm that measures loss
-    recovery, not forwarding. Browsers pace their packets and use larger buffers.
-    """
-    if _buffer_size <= 0:
-        return 0
-    changed = 0
-    seen: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.sender.transport
-        if dtls is None or id(dtls) in seen:
-            continue
-        seen.add(id(dtls))
-        connection = getattr(dtls.transport, "_connection", None)
-        for protocol in getattr(connection, "_protocols", []):
-            sock = protocol.transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _buffer_size)
-                changed += 1
-    return changed
+    """The node's own ``enlarge_receive_buffers``, with this run's --rcvbuf."""
+    return enlarge_receive_buffers(pc, _buffer_size)
 
 
 def max_bundle() -> RTCConfiguration:

@@ -70,3 +70,26 @@ def offer_host_addresses(addresses: list[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = configured
+
+
+# aiortc sends a frame's packets back to back, unpaced: a keyframe can be 50-150 datagrams.
+# Linux's default receive buffer (about 208 KB) holds about 90, so a burst arriving while the
+# event loop is busy overflows it, and the loss costs a gap give-up and another keyframe.
+RECEIVE_BUFFER = 1 << 18  # the kernel doubles it (capped by net.core.rmem_max)
+
+
+def enlarge_receive_buffers(pc: RTCPeerConnection, size: int = RECEIVE_BUFFER) -> int:
+    """Raise SO_RCVBUF on a peer connection's ICE sockets (after gathering); returns count."""
+    import socket
+
+    if size <= 0:
+        return 0
+    changed = 0
+    for ice in _ice_transports(pc):
+        connection = getattr(ice, "_connection", None)
+        for protocol in getattr(connection, "_protocols", []):
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                changed += 1
+    return changed

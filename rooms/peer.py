@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 
 from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
-from rooms.ice import close_peer_connection
+from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.router import Consumer, Producer, Router
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ class Peer:
             await asyncio.wait_for(pc.setLocalDescription(answer), ICE_GATHER_TIMEOUT)
         except TimeoutError as exc:
             raise MediaError("ice_timeout", "gathering ICE candidates took too long") from exc
+        enlarge_receive_buffers(pc)
         for slot_name, producer in self.producers.items():
             slot = next(s for s in self.layout if s.name == slot_name)
             self._on_producer(self, slot, producer)

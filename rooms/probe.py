@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
 from rooms.frames import EncodedFrame, FrameAssembler
-from rooms.ice import close_peer_connection
+from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.peer import Slot
 from rooms.synthetic import CounterVideoTrack, ToneAudioTrack, read_bits
 
@@ -85,6 +85,7 @@ class ProbePeer:
                 if transceiver.sender.track is not None:
                     _ignore_remb(transceiver.sender)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        enlarge_receive_buffers(self.pc)
         for transceiver, slot in zip(self.pc.getTransceivers(), self.layout, strict=True):
             assert transceiver.mid is not None
             self._mid_slot[transceiver.mid] = slot

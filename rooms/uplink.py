@@ -20,7 +20,7 @@ from aiortc import (
 )
 
 from rooms.hooks import AUDIO_MIME, VIDEO_MIME, attach_consumer, attach_producer
-from rooms.ice import close_peer_connection
+from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.meeting import LiveMeeting
 from rooms.peer import RELAY_LAYOUT, Slot
 from rooms.router import Consumer, Producer
@@ -65,6 +65,7 @@ class UplinkLink:
                 transceiver = self.pc.addTransceiver(slot.kind, direction="recvonly")
             transceiver.setCodecPreferences(_preferences(slot.kind))
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        enlarge_receive_buffers(self.pc)
         for transceiver, slot in zip(self.pc.getTransceivers(), RELAY_LAYOUT, strict=True):
             assert transceiver.mid is not None
             self._mid_slot[transceiver.mid] = slot
