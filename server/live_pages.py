@@ -114,7 +114,8 @@ async def meeting_live(request: web.Request) -> web.StreamResponse:
     unit = node.units.get(user.unit_id)
     return render(
         request,
-        "live_chair.html" if role == CHAIR else "live_site.html",
+        f"live_{role}.html",
+        role=role,
         meeting_id=meeting.id,
         title=meeting.title,
         meeting_status=meeting.status.value,
