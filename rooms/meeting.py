@@ -88,14 +88,20 @@ class LiveMeeting:
         # On a child node: the program as it arrives from the parent, by slot name
         # ("chair.video", "chair.audio", "floor.video", "floor.audio"); see rooms/uplink.py.
         self.upstream: dict[str, Producer] = {}
-        # On a child node: the uplink's consumers that carry media up ("up.video", "up.audio").
+        # On a child node: the uplink's consumers that carry media up ("up.video", "up.audio",
+        # "watch.0"...).
         self.up_slots: dict[str, Consumer] = {}
+        # On a child node: the sites the level above asked to see, by its watch slot (the
+        # ``watch`` node event); each goes up ``watch.N`` while asked for. A meeting has its
+        # chair on one node, so a node has chair walls or watch orders from above, not both.
+        self.up_watched: list[str | None] = [None] * WALL_SLOTS
         # Sites below child nodes, as their relays report them: unit code -> site state,
         # with "via" naming the relay. The floor may go to one of them.
         self.remote_sites: dict[str, dict[str, Any]] = {}
         # On a child node, who holds the floor when it is a site this node does not serve.
         self.floor_name: str | None = None
-        self.upper: str | None = None  # on a child node: "connected" or "unreachable"
+        # On a child node: "connected", "unreachable" or "refused" (server/parent_link.py).
+        self.upper: str | None = None
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -224,6 +230,8 @@ class LiveMeeting:
         # Up to the parent: the floor holder, when it is here or below this node.
         _attach(self.up_slots, "up.video", source.producer("video") if source else None)
         _attach(self.up_slots, "up.audio", source.producer("audio") if source else None)
+        for i, code in enumerate(self.up_watched):
+            _attach(self.up_slots, f"watch.{i}", self._wall_video(code, i))
         for site in self.sites.values():
             if site.peer is None:
                 continue
@@ -238,23 +246,48 @@ class LiveMeeting:
             _attach(slots, "floor.video", fv)
             _attach(slots, "floor.audio", fa)
             for i, code in enumerate(self.watched):
-                watched = self.sites.get(code) if code and self.live else None
-                _attach(slots, f"wall.{i}", watched.producer("video") if watched else None)
+                _attach(slots, f"wall.{i}", self._wall_video(code, i))
 
     def _relay_of(self, code: str) -> Participant | None:
         info = self.remote_sites.get(code)
         return self.relays.get(info["via"]) if info else None
 
+    def _wall_video(self, code: str | None, slot: int) -> Producer | None:
+        """A watched site's video for wall (or watch) slot ``slot``: its camera when it is
+        here, else what the relay it is below sends up ``watch.{slot}`` on request."""
+        if not code or not self.live:
+            return None
+        site = self.sites.get(code)
+        if site is not None:
+            return site.producer("video")
+        relay = self._relay_of(code)
+        if relay is None or relay.peer is None:
+            return None
+        return relay.peer.producers.get(f"watch.{slot}")
+
     # -- the cascade ---------------------------------------------------------------------------
 
     def set_remote_sites(self, relay_code: str, sites: list[dict[str, Any]]) -> None:
         """A relay's report of the sites below it (replaces its previous report)."""
-        for code in [c for c, info in self.remote_sites.items() if info["via"] == relay_code]:
+        gone = {c for c, info in self.remote_sites.items() if info["via"] == relay_code}
+        for code in gone:
             del self.remote_sites[code]
         relay = self.relays.get(relay_code)
         online = relay.online if relay is not None else False
         for site in sites:
-            self.remote_sites[site["unit"]] = {**site, "via": relay_code, "online": online}
+            # A site is online here if the relay is, and the relay reports it online (a
+            # node further down may have gone silent).
+            reported = bool(site.get("online", True))
+            self.remote_sites[site["unit"]] = {
+                **site,
+                "via": relay_code,
+                "reported_online": reported,
+                "online": online and reported,
+            }
+        # A watched site that left below (or whose relay left) is off the wall.
+        gone -= set(self.remote_sites) | set(self.sites)
+        self.watched = [None if c in gone else c for c in self.watched]
+        self.up_watched = [None if c in gone else c for c in self.up_watched]
         if (
             self.floor
             and self.floor not in self.sites
@@ -273,8 +306,17 @@ class LiveMeeting:
         relay.online = online
         for info in self.remote_sites.values():
             if info["via"] == relay_code:
-                info["online"] = online
+                info["online"] = online and info.get("reported_online", True)
         self.changed()
+
+    async def relay_lost(self, relay: Participant) -> None:
+        """A child node's socket closed without leaving (stopped, killed, cut): its media
+        goes, and it stays listed offline with its sites until it joins again."""
+        if self.relays.get(relay.key) is not relay:
+            return  # already replaced by a newer link of the same node
+        await self._drop_peer(relay)
+        self.route()
+        self.set_relay_online(relay.key, False)
 
     def floor_from_parent(self, code: str | None, name: str | None) -> None:
         """On a child node: the parent's chair gave the floor (or took it back)."""
@@ -285,13 +327,37 @@ class LiveMeeting:
         self.route()
         self.changed()
 
+    def watch_from_parent(self, code: str, slot: int, on: bool) -> None:
+        """On a child node: the level above wants ``code``'s video up ``watch.{slot}`` (or
+        no longer). A site here sends its camera; one further below comes up its relay."""
+        if on:
+            self.up_watched[slot] = code
+        elif self.up_watched[slot] == code:
+            self.up_watched[slot] = None
+        self.route()
+        self.changed()
+
+    def relay_watches(self) -> dict[str, dict[int, str]]:
+        """What each relay must send up which ``watch.N`` slot: the sites watched here (by
+        the chair, or by the level above) that are below it; by relay code, then slot."""
+        wanted: dict[str, dict[int, str]] = {}
+        if not self.live:
+            return wanted
+        for walls in (self.up_watched, self.watched):  # the chair's own walls win a slot
+            for i, code in enumerate(walls):
+                info = self.remote_sites.get(code) if code and code not in self.sites else None
+                if info is not None:
+                    wanted.setdefault(info["via"], {})[i] = info["unit"]
+        return wanted
+
     def presence(self) -> list[dict[str, Any]]:
         """What a child node reports up: its sites and every site reported to it."""
         own = [
             {**self.site_state(p), "hand_raised_at": p.hand_raised_at} for p in self.sites.values()
         ]
         below = [
-            {k: v for k, v in info.items() if k != "via"} for info in self.remote_sites.values()
+            {k: v for k, v in info.items() if k not in ("via", "reported_online")}
+            for info in self.remote_sites.values()
         ]
         return own + below
 
@@ -339,8 +405,10 @@ class LiveMeeting:
         self.changed()
 
     def watch(self, code: str, watch: bool) -> None:
+        """Put a site on the chair's wall, here or below a child node (which then sends its
+        video up, see ``relay_watches``), or take it off."""
         if watch:
-            if code not in self.sites:
+            if code not in self.sites and code not in self.remote_sites:
                 raise RoomError("unknown_site", f"Site {code!r} is not connected.")
             if code not in self.watched:
                 if None not in self.watched:
@@ -438,7 +506,7 @@ class LiveMeeting:
         if viewer.role == CHAIR:
             local = [self.site_state(p) for p in self.sites.values()]
             below = [
-                {k: v for k, v in info.items() if k != "hand_raised_at"}
+                {k: v for k, v in info.items() if k not in ("hand_raised_at", "reported_online")}
                 for info in self.remote_sites.values()
             ]
             state["sites"] = sorted([*local, *below], key=lambda site: site["path"])

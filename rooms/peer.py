@@ -58,6 +58,8 @@ SITE_LAYOUT: tuple[Slot, ...] = (
 )
 # A child node's link to its parent, seen from the parent: the child publishes what goes up
 # (a floor holder or a watched site below it) and receives the program once for all its sites.
+# ``watch.N`` carries the site the parent asked for with ``watch`` slot N (nodelink.py): on
+# the chair's node it feeds ``wall.N``; on a node between, the same slot one link further up.
 RELAY_LAYOUT: tuple[Slot, ...] = (
     Slot("up.video", "video", True),
     Slot("up.audio", "audio", True),
@@ -65,6 +67,7 @@ RELAY_LAYOUT: tuple[Slot, ...] = (
     Slot("chair.audio", "audio", False),
     Slot("floor.video", "video", False),
     Slot("floor.audio", "audio", False),
+    *(Slot(f"watch.{i}", "video", True) for i in range(WALL_SLOTS)),
 )
 CHAIR_LAYOUT: tuple[Slot, ...] = (
     Slot("camera", "video", True),

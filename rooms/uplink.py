@@ -3,7 +3,8 @@
 The child offers in ``RELAY_LAYOUT`` order. Its receivers are hooked like any publisher's
 (``attach_producer``), so the program (chair and floor holder) arrives once as Producers in
 the child's own Router and ``LiveMeeting.route()`` forwards it to every site below, without
-decoding. What goes up (``up.video``, ``up.audio``) leaves through Consumers like any slot.
+decoding. What goes up (``up.video``, ``up.audio``, and ``watch.N`` for a site the parent
+asked to watch) leaves through Consumers like any slot.
 """
 
 from __future__ import annotations
@@ -99,12 +100,17 @@ class UplinkLink:
         if self.closed:
             return
         self.closed = True
-        if self.live.upstream and all(
+        if not self.live.upstream or all(
             self.live.upstream.get(k) is p for k, p in self.producers.items()
         ):
             self.live.upstream = {}
             self.live.up_slots = {}
+            # No link up, no watch orders: the parent sends them again when this node relinks.
+            watched = any(self.live.up_watched)
+            self.live.up_watched = [None] * len(self.live.up_watched)
             self.live.route()
+            if watched:
+                self.live.changed()  # the relays below stop sending them up
         for consumer in self.consumers.values():
             self.live.router.close_consumer(consumer)
         for producer in self.producers.values():

@@ -58,6 +58,11 @@ class Settings(BaseModel):
     parent_credential: SecretStr = Field(
         SecretStr(""), description="Credential the parent's `hoinghi node add` printed."
     )
+    parent_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA (or the parent's own certificate) to trust for an "
+        "https parent_url; empty: the system's CAs.",
+    )
     served_units: list[str] = Field(
         default_factory=list,
         description="Codes of the units whose subtrees this node serves (comma-separated).",
@@ -120,6 +125,10 @@ class Settings(BaseModel):
             raise ConfigError("invalid configuration: parent_url needs parent_credential")
         if self.parent_url and not self.served_units:
             raise ConfigError("invalid configuration: parent_url needs served_units")
+        if self.parent_ca_file is not None and not self.parent_ca_file.is_file():
+            raise ConfigError(
+                f"invalid configuration: parent_ca_file {self.parent_ca_file} is not a file"
+            )
 
     @property
     def tz(self) -> ZoneInfo:

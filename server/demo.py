@@ -49,6 +49,15 @@ def demo_accounts() -> list[DemoAccount]:
     return accounts
 
 
+def commune_operators(district: str) -> list[str]:
+    """The demo operator account of every commune directly under ``district``."""
+    return [
+        f"kt.{entry.code.lower()}"
+        for entry in parse_unit_file(DEMO_UNITS)
+        if entry.level == "commune" and entry.parent == district
+    ]
+
+
 async def seed_demo(node: NodeContext) -> bool:
     """Load the demo tree and accounts into an empty database. False if it was not empty."""
     async with node.sessionmaker() as db:

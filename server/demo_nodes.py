@@ -21,14 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from server.config import ENV_PREFIX, Settings, load_settings
 from server.db import create_engine, migrate
 
-# Settings a demo node takes from the caller's environment; every other HOINGHI_* variable
-# (database, secret, TLS, parent...) belongs to one node and is set per node below.
-SHARED_KEYS = ("timezone", "default_language", "log_format", "log_level")
+# Settings a demo node takes from the caller's environment (the machine's media addresses
+# are the same for every node on it); every other HOINGHI_* variable (database, secret,
+# TLS, parent...) belongs to one node and is set per node below.
+SHARED_KEYS = ("timezone", "default_language", "log_format", "log_level", "media_addresses")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -85,7 +86,8 @@ def node_settings(node: DemoNode) -> Settings:
     return load_settings(None, {}, **values)
 
 
-async def _prepare(nodes: list[DemoNode]) -> None:
+async def prepare(nodes: list[DemoNode]) -> None:
+    """Migrate and demo-seed each node's database; the first issues the others' credentials."""
     from server.app import node_context
     from server.demo import seed_demo
     from server.nodes import issue_credential
@@ -138,7 +140,8 @@ def node_env(node: DemoNode) -> dict[str, str]:
     return env
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether the node at ``url`` serves its login page just now."""
     try:
         with urllib.request.urlopen(url + "/login", timeout=2) as resp:
             return bool(resp.status == 200)
@@ -183,15 +186,26 @@ def summary(nodes: list[DemoNode], procs: list[subprocess.Popen[bytes]]) -> Iter
     yield "an operator who opens the wrong node is shown a link to the right one"
 
 
-def _start(node: DemoNode) -> subprocess.Popen[bytes]:
+def hoinghi_command() -> list[str]:
+    """The ``hoinghi`` entry point installed beside this Python, else the module."""
+    script = Path(sys.executable).with_name("hoinghi")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+
+
+def start_process(node: DemoNode, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """``hoinghi serve`` for one node; its output to ``output`` (else inherited)."""
     # In a session of its own: Ctrl-C reaches this process only, which stops the nodes in
     # order (districts before the province they link to).
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"], env=node_env(node), start_new_session=True
+        [*hoinghi_command(), "serve"],
+        env=node_env(node),
+        start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
     )
 
 
-def _wait_answering(started: list[tuple[DemoNode, subprocess.Popen[bytes]]]) -> str:
+def wait_answering(started: list[tuple[DemoNode, subprocess.Popen[bytes]]]) -> str:
     """Wait until every node answers HTTP; else what went wrong."""
     deadline = time.monotonic() + START_TIMEOUT
     waiting = list(started)
@@ -199,7 +213,7 @@ def _wait_answering(started: list[tuple[DemoNode, subprocess.Popen[bytes]]]) -> 
         for n, p in list(waiting):
             if p.poll() is not None:
                 return f"the {n.name} node stopped (exit {p.returncode})"
-            if _answers(n.url):
+            if answers(n.url):
                 waiting.remove((n, p))
         if waiting and time.monotonic() > deadline:
             names = ", ".join(n.name for n, _ in waiting)
@@ -212,7 +226,7 @@ def run_demo_nodes(settings: Settings, base_port: int) -> int:
     nodes = plan(settings, base_port)
     for n in nodes:
         n.data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_prepare(nodes))
+    asyncio.run(prepare(nodes))
     for n in nodes:
         write_settings(n)
     print(f"demo data ready under {settings.data_dir / 'nodes'}", flush=True)
@@ -223,9 +237,9 @@ def run_demo_nodes(settings: Settings, base_port: int) -> int:
     try:
         # The province first, so the districts find it up when they link.
         for group in (nodes[:1], nodes[1:]):
-            started = [(n, _start(n)) for n in group]
+            started = [(n, start_process(n)) for n in group]
             procs.extend(p for _, p in started)
-            problem = _wait_answering(started)
+            problem = wait_answering(started)
             if problem:
                 print(f"hoinghi: {problem}", flush=True)
                 return 1

@@ -86,6 +86,40 @@ LIVE_STRINGS: dict[str, str] = {
     "err_unknown_site": "That site is no longer connected.",
     "err_timeout": "The node did not answer in time.",
     "err_disconnected": "Not connected to the node.",
+    # The cascade: the level above (on a child node) and the nodes below (for the chair).
+    "upper_connected": "Level above: connected",
+    "upper_unreachable": "Level above: connection lost",
+    "upper_lost_title": "Lost the connection to the level above ({host})",
+    "upper_lost_text": (
+        "The meeting here goes on. The system is reconnecting by itself: keep this page open,"
+        " the chair's picture and sound will come back on their own."
+    ),
+    "upper_connecting": "Level above: connecting",
+    "upper_refused": "Level above: link refused",
+    "upper_refused_title": "The level above ({host}) refused this node's link",
+    "upper_refused_text": (
+        "The meeting here goes on, without the chair's picture and sound. The node's"
+        " administrator must check its node credential and units; please tell them."
+    ),
+    "upper_back_title": "Connected to the level above again",
+    "upper_back_text": "The chair's picture and sound are coming back.",
+    "upper_waiting": "Waiting for the picture from the level above…",
+    "site_online": "Online",
+    "site_connecting": "Connecting",
+    "site_reconnecting": "Reconnecting",
+    "site_offline": "Offline",
+    "sites_offline": "{count} offline",
+    "direct_sites": "Sites connected directly",
+    "node_kind": "Node of the level below",
+    "node_link_ok": "Link OK",
+    "node_link_lost": "Link lost",
+    "node_lost_note": (
+        "Sites through {name} are cut off for now; they come back by themselves when the link"
+        " returns."
+    ),
+    "node_sites": "{online} of {total} sites online",
+    "node_no_sites": "No site has connected through this node yet.",
+    "wall_offline": "{name} — offline",
 }
 
 

@@ -10,6 +10,7 @@ once, however many sites sit below (rooms/uplink.py is the child's side).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
-from rooms.peer import MediaError
+from rooms.peer import WALL_SLOTS, MediaError
 from server import meetings
 from server.models import Meeting, MeetingStatus
 from server.nodes import NodeError, check_units, verify_credential
@@ -65,6 +66,7 @@ class SiteReport(BaseModel):
     muted: bool = False
     mic_on: bool = True
     camera_on: bool = True
+    online: bool = True  # false: a node between the reporter and the site went silent
 
 
 class Presence(Event):
@@ -74,6 +76,16 @@ class Presence(Event):
 
 class Heartbeat(Event):
     pass
+
+
+class WatchOrder(Event):
+    """Parent → child ``watch``: send ``unit``'s video up relay slot ``watch.{slot}``
+    (``on``), or stop. The child checks it with this model too (server/parent_link.py)."""
+
+    meeting_id: int = Field(ge=1, le=2**31 - 1)
+    unit: str = Field(min_length=1, max_length=64)
+    slot: int = Field(ge=0, le=WALL_SLOTS - 1)
+    on: bool
 
 
 NODE_EVENTS: dict[str, type[Event]] = {
@@ -116,6 +128,10 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         super().__init__(NODE_NAMESPACE)
         self.app = app
         self._floor_sent: dict[int, str | None] = {}
+        # What each relay was told to send up: (meeting id, relay sid) -> watch slot -> unit.
+        self._watch_sent: dict[tuple[int, str], dict[int, str]] = {}
+        self._watch_out: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beats: dict[str, float] = {}  # sid -> last heard
         self._silent: set[str] = set()
@@ -148,7 +164,8 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._silent.discard(sid)
         session = await self.get_session(sid)
         for meeting_id in list(session.get("relays", {})):
-            await self._leave(sid, session, meeting_id)
+            # Not a leave: the chair sees the node and its sites offline until it relinks.
+            await self._leave(sid, session, meeting_id, lost=True)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
@@ -299,19 +316,23 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise RoomError("not_joined", "Join the meeting as a relay first.")
         return live, relay
 
-    async def _leave(self, sid: str, session: dict[str, Any], meeting_id: int) -> None:
+    async def _leave(
+        self, sid: str, session: dict[str, Any], meeting_id: int, lost: bool = False
+    ) -> None:
         session.get("relays", {}).pop(meeting_id, None)
         live = self.app[REGISTRY].get(meeting_id)
         # By socket, not by node code: a node that relinked has a newer relay by now, and
         # the old socket's late disconnect must not remove it.
         relay = live.by_sid(sid) if live is not None else None
         if live is not None and relay is not None and relay.role == RELAY:
-            await live.leave(relay)
+            await (live.relay_lost(relay) if lost else live.leave(relay))
 
     # -- telling children ---------------------------------------------------------------------
 
     def meeting_changed(self, live: LiveMeeting) -> None:
-        """Observer of live meetings: tell every relay when the floor moves."""
+        """Observer of live meetings: tell every relay when the floor moves, and what to
+        send up its watch slots."""
+        self._send_watches(live)
         if not live.relays:
             return
         holder = live.floor_holder()
@@ -331,6 +352,45 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         task = asyncio.get_running_loop().create_task(self._emit_all("floor", payload, sids))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _send_watches(self, live: LiveMeeting) -> None:
+        """Tell each relay what changed in the sites it must send up (stops first). A relay
+        that relinked has a new socket, so it is told everything that is still watched."""
+        wanted = live.relay_watches()
+        linked = {relay.sid: relay.key for relay in live.relays.values()}
+        for key in [k for k in self._watch_sent if k[0] == live.meeting_id]:
+            if key[1] not in linked:
+                del self._watch_sent[key]
+        for sid, code in linked.items():
+            sent = self._watch_sent.setdefault((live.meeting_id, sid), {})
+            want = wanted.get(code, {})
+            for slot, unit in sorted(sent.items()):
+                if want.get(slot) != unit:
+                    del sent[slot]
+                    self._queue_watch(
+                        sid, WatchOrder(meeting_id=live.meeting_id, unit=unit, slot=slot, on=False)
+                    )
+            for slot, unit in sorted(want.items()):
+                if sent.get(slot) != unit:
+                    sent[slot] = unit
+                    self._queue_watch(
+                        sid, WatchOrder(meeting_id=live.meeting_id, unit=unit, slot=slot, on=True)
+                    )
+
+    def _queue_watch(self, sid: str, order: WatchOrder) -> None:
+        """One sender for all watch orders, so each relay gets them in the order decided."""
+        self._watch_out.append((sid, order.model_dump()))
+        if self._watch_task is None or self._watch_task.done():
+            task = asyncio.get_running_loop().create_task(self._drain_watches())
+            self._watch_task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain_watches(self) -> None:
+        while self._watch_out:
+            sid, payload = self._watch_out.popleft()
+            with contextlib.suppress(Exception):  # the child may be gone meanwhile
+                await self.emit("watch", payload, to=sid)
 
     async def _emit_all(self, event: str, payload: dict[str, Any], sids: list[str]) -> None:
         await asyncio.gather(

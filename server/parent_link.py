@@ -13,15 +13,20 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import socketio
 from aiohttp import web
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 
+from rooms.meeting import LiveMeeting
 from rooms.uplink import UplinkLink
 from server.models import Meeting, MeetingStatus, MeetingUnit
+from server.nodelink import WatchOrder
 from server.signaling import MEETING_NS, REGISTRY
 from server.state import CTX, NodeContext
 
@@ -36,17 +41,44 @@ DISCONNECT_WAIT = 2.0
 CONNECT_WAIT = 10.0
 
 
+class LinkRefused(Exception):
+    """The parent answered and refused this node; ``code`` is its stable error code."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# What the operator of a refused child node can do, by the parent's code.
+REMEDIES = {
+    "bad_credential": (
+        "the parent does not accept this node's credential (wrong, replaced or revoked); "
+        "ask the parent's administrator for a new one (hoinghi node add CODE) and set it "
+        "as HOINGHI_PARENT_CREDENTIAL"
+    ),
+    "unit_out_of_scope": (
+        "served_units lists a unit the parent did not register this node for; correct "
+        "HOINGHI_SERVED_UNITS or ask the parent's administrator to register the unit"
+    ),
+}
+
+
 class ParentLink:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         settings = app[CTX].settings
         self.parent_url = settings.parent_url
         self.credential = settings.parent_credential.get_secret_value()
-        self.code = self.credential.split(".", 1)[0]
+        # The code is everything before the secret's dot (a code may itself hold dots); a
+        # malformed credential has none, and is not logged as a code.
+        self.code = self.credential.rsplit(".", 1)[0] if "." in self.credential else ""
         self.units = list(settings.served_units)
         self.public_url = settings.public_url
         self.sio = self._client()
-        self.state = "connecting"  # "connected" or "unreachable"
+        self.state = "connecting"  # "connected", "unreachable" or "refused"
+        # Why the parent refused this node ("bad_credential", "unit_out_of_scope"), if it did.
+        self.refusal: str | None = None
+        self._refused_with: str | None = None
         self.links: dict[int, UplinkLink] = {}  # by local meeting id
         self.parent_ids: dict[int, int] = {}  # local meeting id -> the parent's id
         self._presence_due: set[int] = set()
@@ -56,10 +88,22 @@ class ParentLink:
         self.connected = asyncio.Event()
 
     def _client(self) -> socketio.AsyncClient:
-        """A new socket per session: one whose link died is not reused."""
-        sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        """A new socket per session: one whose link died is not reused. An https parent is
+        reached over TLS, its certificate checked against the system's CAs, or against
+        ``parent_ca_file`` when set (a parent with its own or a private CA's certificate)."""
+        options: dict[str, Any] = {}
+        ca_file = self.app[CTX].settings.parent_ca_file
+        if ca_file is not None:
+            options["websocket_extra_options"] = {
+                "ssl": ssl.create_default_context(cafile=str(ca_file))
+            }
+        sio = socketio.AsyncClient(
+            reconnection=False, logger=False, engineio_logger=False, **options
+        )
         sio.on("meeting", self._on_meeting, namespace="/node")
         sio.on("floor", self._on_floor, namespace="/node")
+        sio.on("connect_error", self._on_connect_error, namespace="/node")
+        sio.on("watch", self._on_watch, namespace="/node")
         return sio
 
     @property
@@ -81,18 +125,30 @@ class ParentLink:
     async def _run(self) -> None:
         delay = BACKOFF_MIN
         while True:
+            upper = "unreachable"
             try:
                 await self._session()
                 delay = BACKOFF_MIN  # it was up: start over quickly next time
+            except LinkRefused as exc:
+                # Retried with the same backoff: the parent's administrator may fix it there.
+                upper, self.refusal = "refused", exc.code
+                log.error(
+                    "parent %s refused this node (%s): %s",
+                    self.parent_url,
+                    exc.code,
+                    REMEDIES.get(exc.code, "see the parent's log"),
+                    extra={"node": self.code or "-"},
+                )
             except asyncio.CancelledError:
                 if _cancelled_by_owner():
                     raise
                 # The socket library's own task was cancelled under it: a failed session.
                 log.info("parent link to %s reset", self.parent_url)
             except Exception as exc:
-                log.info("parent %s unreachable: %s", self.parent_url, exc.__class__.__name__)
+                log.info("parent %s unreachable: %s", self.parent_url, _why(exc))
+            await self._close_http()
             self.connected.clear()
-            self._set_upper("unreachable")
+            self._set_upper(upper)
             await self._drop_links()
             # Full jitter, so children of a restarted parent do not return all at once.
             await asyncio.sleep(random.uniform(BACKOFF_MIN, delay))
@@ -100,6 +156,7 @@ class ParentLink:
 
     async def _session(self) -> None:
         self.sio = self._client()
+        self._refused_with = None
         # Bounded: through a dead link the websocket handshake itself can hang for minutes.
         try:
             await asyncio.wait_for(
@@ -115,6 +172,10 @@ class ParentLink:
         except TimeoutError:
             await self._abandon_socket()
             raise
+        except socketio.exceptions.ConnectionError:
+            if self._refused_with is not None:  # the parent answered, and said no
+                raise LinkRefused(self._refused_with) from None
+            raise
         try:
             ack = await self.sio.call(
                 "hello",
@@ -123,9 +184,8 @@ class ParentLink:
                 timeout=CALL_TIMEOUT,
             )
             if not ack.get("ok"):
-                log.error("parent refused this node's units: %s", ack.get("error"))
-                await asyncio.sleep(BACKOFF_MAX)
-                return
+                raise LinkRefused(str(ack.get("error"))[:64])
+            self.refusal = None
             self._set_upper("connected")
             self.connected.set()
             log.info("linked to parent %s as %s", self.parent_url, self.code)
@@ -147,6 +207,14 @@ class ParentLink:
             self._set_upper("unreachable")
             await self._drop_links()
             await self._abandon_socket()
+
+    async def _close_http(self) -> None:
+        """The socket's HTTP session (the library opens one per client and leaves it open
+        when a connect fails); each session has a new client, so close the old one's."""
+        http = getattr(self.sio.eio, "http", None)
+        if http is not None and not http.closed:
+            with contextlib.suppress(Exception):
+                await http.close()
 
     async def _abandon_socket(self) -> None:
         """Close the session's socket without waiting long on a dead link."""
@@ -172,20 +240,45 @@ class ParentLink:
                 return
         log.warning("parent %s stopped answering heartbeats", self.parent_url)
 
+    async def _on_connect_error(self, data: Any = None) -> None:
+        """The parent refused the namespace connect; socket.io sends {message, data}. A
+        transport failure (no TCP, an untrusted TLS certificate, no websocket) arrives as a
+        plain message instead: that is an unreachable parent, not a refusal."""
+        if not isinstance(data, dict):
+            return
+        detail = data.get("data")
+        code = detail.get("error") if isinstance(detail, dict) else None
+        if not isinstance(code, str) and isinstance(data, dict):
+            code = data.get("message")
+        self._refused_with = code[:64] if isinstance(code, str) else "refused"
+
     async def _on_meeting(self, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("meeting"), dict):
             self._spawn(self.mirror(data["meeting"]))
 
+    def _live_for(self, parent_id: Any) -> LiveMeeting | None:
+        """The local live meeting mirroring the parent's meeting ``parent_id``."""
+        local_id = next((lid for lid, pid in self.parent_ids.items() if pid == parent_id), None)
+        return self.app[REGISTRY].get(local_id) if local_id is not None else None
+
     async def _on_floor(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
-        local_id = next(
-            (lid for lid, pid in self.parent_ids.items() if pid == data.get("meeting_id")), None
-        )
-        live = self.app[REGISTRY].get(local_id) if local_id is not None else None
+        live = self._live_for(data.get("meeting_id"))
         unit, name = data.get("unit"), data.get("name")
         if live is not None and (unit is None or isinstance(unit, str)):
             live.floor_from_parent(unit, name if isinstance(name, str) else None)
+
+    async def _on_watch(self, data: Any) -> None:
+        """The parent wants a site's video up a watch slot (or no longer)."""
+        try:
+            order = WatchOrder.model_validate(data)
+        except ValidationError:
+            log.warning("the parent sent a malformed watch order")
+            return
+        live = self._live_for(order.meeting_id)
+        if live is not None:
+            live.watch_from_parent(order.unit, order.slot, order.on)
 
     # -- presence up ------------------------------------------------------------------------------
 
@@ -270,6 +363,8 @@ class ParentLink:
         elif status in (MeetingStatus.ENDED, MeetingStatus.CANCELLED):
             await self._close_link(local_id)
             await self.app[MEETING_NS].end_meeting(local_id)
+        # Pass it on to this node's own children, at any depth below (server/nodelink.py).
+        await node.announce(local_id)
         return local_id
 
     # -- the relay link per live meeting --------------------------------------------------------
@@ -336,6 +431,25 @@ class ParentLink:
         await self._drop_links()
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+def _why(exc: BaseException) -> str:
+    """What made a connect fail, for the log: the socket library wraps the real error (an
+    untrusted certificate, a refused TCP connect) in a bare "Connection error"."""
+    inner: BaseException = exc
+    for _ in range(6):
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None:
+            break
+        inner = nxt
+    if isinstance(inner, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
+        return (
+            "the parent's TLS certificate is not trusted (set parent_ca_file to its CA, or to "
+            "its own certificate)"
+        )
+    if inner is exc:
+        return exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {inner.__class__.__name__}: {str(inner)[:160]}"
 
 
 def _cancelled_by_owner() -> bool:

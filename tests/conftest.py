@@ -28,6 +28,8 @@ from server.db import create_engine, migrate
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.state import CTX
 
+CHROMIUM = os.environ.get("HOINGHI_CHROMIUM", "/usr/bin/chromium")
+TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots, logs
 PG_URL = os.environ.get("HOINGHI_TEST_PG", "postgresql+asyncpg://root@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("HOINGHI_REQUIRE_SERVICES") == "1"
 
@@ -214,3 +216,46 @@ async def any_node(
     started = await start_node(aiohttp_client, tmp_path, any_db_url)
     yield started
     await started.close()
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium; missing is a failure, not a skip (``make test`` installs it)."""
+    if not Path(CHROMIUM).is_file() or not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"chromium is missing at {CHROMIUM}: run `make test` (installs Debian's chromium "
+            "as root) or `sudo apt-get install chromium`, or set HOINGHI_CHROMIUM"
+        )
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    return CHROMIUM
+
+
+@dataclass
+class Tree:
+    """A province node and its two district nodes (CM-NC, CM-NH), linked."""
+
+    province: Node
+    districts: dict[str, Node]
+
+
+@pytest.fixture
+async def tree(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], tmp_path: Path
+) -> AsyncIterator[Tree]:
+    import asyncio
+
+    from server.parent_link import PARENT_LINK
+    from tests.live_helpers import start_child  # it imports this module: here, not above
+
+    root = tmp_path / "CM"
+    root.mkdir()
+    province = await start_node(aiohttp_client, root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}")
+    districts = {
+        code: await start_child(aiohttp_client, tmp_path, province, code)
+        for code in ("CM-NC", "CM-NH")
+    }
+    for district in districts.values():
+        await asyncio.wait_for(district.app[PARENT_LINK].connected.wait(), 15)
+    yield Tree(province, districts)
+    for n in (*districts.values(), province):
+        await n.close()

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import socketio
+from aiohttp.test_utils import TestClient
 
 from rooms.peer import Slot
 from rooms.probe import ProbePeer
-from tests.conftest import Node, Session
+from server.demo import DEMO_PASSWORD
+from server.nodes import issue_credential
+from server.parent_link import PARENT_LINK
+from server.state import CTX
+from tests.conftest import Node, Session, start_node
+from tests.tcp_gate import TcpGate
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 class Participant:
@@ -71,6 +80,13 @@ class Participant:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no matching state within {within} s; last: {self.states[-1:]}")
 
+    async def wait_latest(
+        self, check: Callable[[dict[str, Any]], bool], within: float = 10.0
+    ) -> dict[str, Any]:
+        """Like ``wait_state``, but only the latest state counts (for "no longer" checks)."""
+        await wait_for(lambda: bool(self.states) and check(self.states[-1]), within, "a state")
+        return self.states[-1]
+
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
@@ -95,3 +111,125 @@ async def wait_for(check: Callable[[], bool], within: float = 10.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.05)
+
+
+# -- the cascade: nodes in a tree ----------------------------------------------------------
+
+
+async def start_child(
+    aiohttp_client: ClientFactory,
+    base: Path,
+    parent: Node,
+    code: str,
+    served_units: list[str] | None = None,
+    *,
+    credential: str | None = None,
+    parent_url: str | None = None,
+) -> Node:
+    """A child node of ``parent``, in its own directory and SQLite database under ``base``.
+
+    The parent registers it as ``code`` for ``served_units`` (default: the unit named like the
+    node) unless a ``credential`` is given; it links to the parent's port, or ``parent_url``.
+    """
+    units = served_units or [code]
+    if credential is None:
+        credential = await issue_credential(parent.app[CTX], code, units, "")
+    path = base / code
+    path.mkdir()
+    return await start_node(
+        aiohttp_client,
+        path,
+        f"sqlite+aiosqlite:///{path / 'node.sqlite3'}",
+        parent_url=parent_url or f"http://127.0.0.1:{parent.client.server.port}",
+        parent_credential=credential,
+        served_units=units,
+    )
+
+
+async def add_unit(
+    node: Node, code: str, name: str, level: str, parent: str, operator: str | None = None
+) -> None:
+    """Add a unit on a node through its admin API, and an operator account for it if named."""
+    admin = await node.login("quantri")
+    status, body = await admin.call(
+        "POST", "/api/units", {"code": code, "name": name, "level": level, "parent": parent}
+    )
+    assert status == 201, body
+    if operator is None:
+        return
+    status, body = await admin.call(
+        "POST",
+        "/api/users",
+        {
+            "username": operator,
+            "full_name": f"Kỹ thuật {name}",
+            "role": "operator",
+            "unit": code,
+            "password": DEMO_PASSWORD,
+        },
+    )
+    assert status == 201, body
+
+
+async def local_meeting_id(node: Node, operator: str, title: str) -> int:
+    """The id under which a child node mirrors a meeting of a node above it."""
+    session = await node.login(operator)
+    found: list[int] = []
+
+    async def check() -> bool:
+        _status, body = await session.call("GET", "/api/meetings")
+        found[:] = [m["id"] for m in body.get("meetings", []) if m["title"] == title]
+        return bool(found)
+
+    deadline = time.monotonic() + 15
+    while not await check():
+        assert time.monotonic() < deadline, f"{operator} never saw the meeting on its node"
+        await asyncio.sleep(0.1)
+    return found[0]
+
+
+async def join_site(node: Node, operator: str, meeting_id: int, **probe: Any) -> Participant:
+    """An operator's site joined to a meeting, receiving only (unless ``probe`` says else)."""
+    site = Participant(node, await node.login(operator))
+    await site.connect()
+    await site.join(meeting_id, **{"publish": False, **probe})
+    return site
+
+
+async def district_behind_gate(
+    aiohttp_client: ClientFactory, tmp_path: Path, code: str = "CM-NC"
+) -> tuple[Node, Node, TcpGate]:
+    """A province node and its child node ``code``, linked through a TcpGate and ready.
+
+    ``gate.block()`` cuts the district's uplink for real; the caller closes the gate.
+    """
+    root = tmp_path / "CM"
+    root.mkdir()
+    province = await start_node(aiohttp_client, root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}")
+    gate = TcpGate(province.client.server.port)
+    gate_port = await gate.start()
+    district = await start_child(
+        aiohttp_client, tmp_path, province, code, parent_url=f"http://127.0.0.1:{gate_port}"
+    )
+    await asyncio.wait_for(district.app[PARENT_LINK].connected.wait(), 15)
+    return province, district, gate
+
+
+async def chair_and_site_live(
+    province: Node,
+    site_node: Node,
+    title: str,
+    subtrees: list[str],
+    operator: str = "kt.cm-nc-hr",
+) -> tuple[Participant, Participant]:
+    """The province chair schedules ``title`` for ``subtrees``; ``operator`` joins it on
+    ``site_node`` (counting frames, not decoding them); the chair joins and starts it."""
+    chair_session = await province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=subtrees)
+    local = await local_meeting_id(site_node, operator, title)
+    site = await join_site(site_node, operator, local, decode=False)
+    chair = Participant(province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240))
+    assert (await chair.call("start"))["ok"]
+    return chair, site

@@ -11,7 +11,6 @@ without it this test fails (it never skips).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,9 +26,8 @@ from server.app import create_app
 from server.db import create_engine, migrate
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.state import CTX
-from tests.conftest import FAST_HASHER, make_settings
+from tests.conftest import FAST_HASHER, TEST_OUTPUT, make_settings
 
-CHROMIUM = os.environ.get("HOINGHI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--use-fake-device-for-media-stream",
@@ -41,7 +39,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
-OUT = Path(__file__).resolve().parent.parent / "test-output"
+OUT = TEST_OUTPUT
 WAIT_MS = 30_000
 
 # framesDecoded of the inbound video that feeds a slot, found through pc.getStats().
@@ -168,18 +166,6 @@ async def frames_rise(page: Page, slot: str) -> tuple[Any, Any]:
     await asyncio.sleep(1.5)
     second = await page.evaluate(FRAMES_DECODED, slot)
     return first, second
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's chromium; missing is a failure, not a skip (``make test`` installs it)."""
-    if not Path(CHROMIUM).is_file() or not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"chromium is missing at {CHROMIUM}: run `make test` (installs Debian's chromium "
-            "as root) or `sudo apt-get install chromium`, or set HOINGHI_CHROMIUM"
-        )
-    OUT.mkdir(exist_ok=True)
-    return CHROMIUM
 
 
 @pytest.mark.timeout(180)

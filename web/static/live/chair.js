@@ -1,19 +1,21 @@
 // The chair's console: own camera, the floor holder, a wall of up to four watched sites,
-// the connected sites with their buttons, the raise-hand queue, start and end.
+// the sites (by the node below they come through) with their buttons, the raise-hand queue,
+// start and end.
 
 import { LiveConnection, exposeForTests } from "./connection.js";
 import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
 import { busy, byId, h } from "./dom.js";
 import { errorText, t } from "./i18n.js";
 import { LocalMedia } from "./media.js";
-import { commonUi, notice, overlay, status } from "./screen.js";
-import { queueRow, siteRow } from "./sites.js";
+import { commonUi, notice, overlay, showUpperLevel, status } from "./screen.js";
+import { Roster, queueRow, siteList } from "./sites.js";
 
 const CHAIR_BITRATE = 800_000;
 const WALL = 4;
 const root = byId("live");
 const meetingId = Number(root.dataset.meetingId);
 let connection = null;
+const roster = new Roster();
 
 async function act(button, event, payload) {
   const ack = await busy(button, () => connection.request(event, payload));
@@ -23,9 +25,10 @@ async function act(button, event, payload) {
 
 function showState(state) {
   const live = state.status === "live";
-  const sites = state.sites || [];
   const queue = state.queue || [];
+  const view = roster.update(state);
   status(live ? t("live") : t("waiting_chair"), live ? "good" : "");
+  showUpperLevel(state);
   byId("btn-start").disabled = state.status !== "waiting";
   byId("btn-start").hidden = live;
   byId("btn-end").disabled = state.status === "ended";
@@ -35,12 +38,16 @@ function showState(state) {
   byId("floor-caption").textContent = floor ? t("floor", { name: floor.name }) : t("nobody_floor");
   byId("btn-take-floor").hidden = !floor;
 
-  const byUnit = new Map(sites.map((s) => [s.unit, s]));
   for (let i = 0; i < WALL; i++) {
     const code = (state.watched || [])[i];
-    const site = code ? byUnit.get(code) : null;
-    byId(`wall-${i}`).dataset.empty = live && site && site.media ? "0" : "1";
-    byId(`wall-name-${i}`).textContent = site ? site.name : code || "";
+    const site = code ? view.byUnit.get(code) : null;
+    const offline = site && site.status === "offline";
+    byId(`wall-${i}`).dataset.empty = live && site && site.media && !offline ? "0" : "1";
+    byId(`wall-name-${i}`).textContent = !site
+      ? code || ""
+      : offline
+        ? t("wall_offline", { name: site.name })
+        : site.name;
     byId(`wall-${i}`).querySelector(".wall-unwatch").hidden = !code;
   }
 
@@ -50,12 +57,9 @@ function showState(state) {
       ? queue.map((entry, i) => queueRow(entry, i, act))
       : [h("li", { class: "empty-row" }, t("queue_empty"))]),
   );
-  byId("sites-title").textContent = t("sites_title", { count: sites.length });
-  byId("sites").replaceChildren(
-    ...(sites.length
-      ? sites.map((site) => siteRow(site, state, act))
-      : [h("li", { class: "empty-row" }, t("no_sites"))]),
-  );
+  const offline = view.offline ? ` · ${t("sites_offline", { count: view.offline })}` : "";
+  byId("sites-title").textContent = t("sites_title", { count: view.online }) + offline;
+  byId("sites").replaceChildren(...siteList(view, state, act));
 }
 
 function wireChairButtons() {

@@ -79,3 +79,51 @@ export function commonUi(getConnection) {
     },
   };
 }
+
+// The level above (on a child node: the province, for a district's sites). While it is
+// unreachable a large banner stays up, because the meeting here goes on without the chair's
+// picture and people must not close the page; when it returns, the banner says so briefly.
+const UPPER_BACK_MS = 6000;
+let upperShown = null;
+let upperTimer = null;
+
+function upperBanner(kind) {
+  const el = byId("upper-banner");
+  const host = byId("live").dataset.hostName || "";
+  clearTimeout(upperTimer);
+  el.dataset.kind = kind || "";
+  el.hidden = !kind;
+  if (!kind) return;
+  const lost = kind !== "back";
+  el.className = `upper-banner upper-banner-${lost ? "lost" : "back"}`;
+  const [title, text] = {
+    lost: ["upper_lost_title", "upper_lost_text"],
+    refused: ["upper_refused_title", "upper_refused_text"],
+    back: ["upper_back_title", "upper_back_text"],
+  }[kind];
+  byId("upper-banner-title").textContent = t(title, { host });
+  byId("upper-banner-text").textContent = t(text);
+  if (!lost) upperTimer = setTimeout(() => upperBanner(null), UPPER_BACK_MS);
+}
+
+/** state.upper_level: null on the node hosting the meeting, else "connecting", "connected",
+ * "unreachable" or "refused" (the level above turned this node's link down). */
+export function showUpperLevel(state) {
+  const upper = state.status === "ended" ? null : state.upper_level || null;
+  const pill = byId("upper");
+  pill.hidden = !upper;
+  document.body.dataset.upperLevel = upper || "none";
+  const lost = upper === "unreachable" || upper === "refused";
+  if (upper) {
+    const text = { unreachable: "upper_unreachable", refused: "upper_refused", connecting: "upper_connecting" };
+    pill.textContent = t(text[upper] || "upper_connected");
+    pill.className = `conn upper ${lost ? "conn-reconnecting" : upper === "connected" ? "conn-connected" : ""}`;
+  }
+  if (upper === upperShown) return;
+  const wasLost = upperShown === "unreachable" || upperShown === "refused";
+  if (upper === "unreachable") upperBanner("lost");
+  else if (upper === "refused") upperBanner("refused");
+  else if (wasLost && upper === "connected") upperBanner("back");
+  else upperBanner(null);
+  upperShown = upper;
+}

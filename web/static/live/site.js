@@ -6,7 +6,7 @@ import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from ".
 import { busy, byId } from "./dom.js";
 import { errorText, t } from "./i18n.js";
 import { LocalMedia } from "./media.js";
-import { commonUi, notice, overlay, status } from "./screen.js";
+import { commonUi, notice, overlay, showUpperLevel, status } from "./screen.js";
 
 const SITE_BITRATE = 500_000;
 const root = byId("live");
@@ -16,8 +16,15 @@ function showState(state) {
   const you = state.you || {};
   const live = state.status === "live";
   const chairOn = live && state.chair_present;
+  // On a child node cut off from the level above, the program cannot arrive: say why.
+  const upperLost = state.upper_level === "unreachable" || state.upper_level === "refused";
+  showUpperLevel(state);
   byId("chair-tile").dataset.empty = chairOn ? "0" : "1";
-  byId("chair-empty").textContent = live && !state.chair_present ? t("chair_absent") : t("waiting");
+  byId("chair-empty").textContent = upperLost
+    ? t("upper_waiting")
+    : live && !state.chair_present
+      ? t("chair_absent")
+      : t("waiting");
 
   const floor = state.floor && !you.has_floor ? state.floor : null;
   byId("floor-tile").hidden = !(live && floor);
@@ -28,6 +35,7 @@ function showState(state) {
   else if (you.muted) status(t("you_muted"), "warn");
   else if (you.hand_raised) status(t("hand_raised_note"), "warn");
   else if (!live) status(t("waiting"));
+  else if (upperLost) status(t("live")); // the banner says the rest; the meeting here goes on
   else if (!state.chair_present) status(t("chair_absent"), "warn");
   else status(t("live"));
 
