@@ -14,7 +14,7 @@ from aiohttp import web
 import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
 from rooms.ice import offer_host_addresses
-from server import admin, api, auth, live_pages, pages
+from server import admin, api, auth, links, live_pages, pages
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import Handler, error_middleware
@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(admin.routes)
     app.router.add_routes(live_pages.routes)
+    app.router.add_routes(links.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     setup_signaling(app)
     setup_nodelink(app)

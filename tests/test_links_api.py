@@ -1,0 +1,88 @@
+"""GET /api/links: who may read it, and what it shows of a real cascade's links."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import Session, Tree
+from tests.live_helpers import Participant, join_site, local_meeting_id, schedule, wait_for
+
+
+async def _links(session: Session) -> dict[str, Any]:
+    status, body = await session.call("GET", "/api/links")
+    assert status == 200, body
+    assert body["ok"] is True
+    return dict(body)
+
+
+@pytest.mark.timeout(120)
+async def test_links_are_for_administrators_and_show_the_uplink_carrying_the_program(
+    tree: Tree,
+) -> None:
+    province, district = tree.province, tree.districts["CM-NC"]
+    # Nobody but an administrator reads it.
+    anonymous = await province.anonymous()
+    status, body = await anonymous.call("GET", "/api/links")
+    assert (status, body["error"]) == (401, "not_authenticated")
+    for user in ("chutri", "kt.cm-nc-hr"):
+        node = province if user == "chutri" else district
+        status, body = await (await node.login(user)).call("GET", "/api/links")
+        assert (status, body["error"]) == (403, "forbidden")
+
+    admin_p = await province.login("quantri")
+    admin_d = await district.login("quantri")
+    assert (await _links(admin_p))["parent"] is None  # the root has no parent
+    parent = (await _links(admin_d))["parent"]
+    assert parent["node"] == "CM-NC"
+    assert parent["state"] == "connected"
+    assert parent["url"].startswith("http://127.0.0.1:")
+
+    title = "Hội nghị kiểm tra đường truyền"
+    chair_session = await province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
+    local_id = await local_meeting_id(district, "kt.cm-nc-hr", title)
+    site = await join_site(district, "kt.cm-nc-hr", local_id)
+    chair = Participant(province, chair_session)
+    await chair.connect()
+    await chair.join(meeting_id, size=(320, 240))
+    assert (await chair.call("start"))["ok"]
+    await wait_for(
+        lambda: site.probe is not None and site.probe.stats["chair.video"].frames > 30,
+        20,
+        "the program to reach the commune",
+    )
+
+    async def meeting(session: Session, meeting_id: int) -> dict[str, Any]:
+        found = [m for m in (await _links(session))["meetings"] if m["meeting_id"] == meeting_id]
+        assert len(found) == 1
+        return dict(found[0])
+
+    # The district's uplink and the province's relay of CM-NC are the two ends of one link.
+    first_up = (await meeting(admin_d, local_id))["uplink"]
+    first_relay = (await meeting(admin_p, meeting_id))["relays"]
+    t0 = time.monotonic()
+    await asyncio.sleep(2.0)
+    up = (await meeting(admin_d, local_id))["uplink"]
+    (relay,) = (await meeting(admin_p, meeting_id))["relays"]
+    elapsed = time.monotonic() - t0
+    assert [r["node"] for r in first_relay] == ["CM-NC"]
+    assert relay["node"] == "CM-NC"
+    assert relay["online"] is True
+    assert up["connection"] == relay["connection"] == "connected"
+    # The program flows down: at least some tens of kbit/s of a 320x240 video and a tone.
+    down = (up["bytes_received"] - first_up["bytes_received"]) / elapsed
+    assert down > 10_000, up
+    assert up["packets_received"] > first_up["packets_received"]
+    # What the province sent is what the district received, give or take what was in flight.
+    assert relay["bytes_sent"] > 0
+    assert abs(relay["bytes_sent"] - up["bytes_received"]) < 0.2 * relay["bytes_sent"]
+    # The root's meeting has no uplink; the district's has no relays below it.
+    assert (await meeting(admin_p, meeting_id))["uplink"] is None
+    assert (await meeting(admin_d, local_id))["relays"] == []
+
+    for s in (chair, site):
+        await s.close()
