@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 
 from rooms.ice import offer_host_addresses
-from server.app import create_app
+from server.app import create_app, ssl_context
 from server.config import Settings, load_settings
 from server.db import create_engine, migrate
 from server.demo import DEMO_PASSWORD, seed_demo
@@ -177,18 +177,36 @@ class Session:
         await self.client.close()
 
 
+async def migrated_app(settings: Settings) -> web.Application:
+    """A node app on a freshly migrated database, hashing passwords the fast test way."""
+    engine = create_engine(settings.effective_database_url)
+    await migrate(engine)
+    await engine.dispose()
+    app = create_app(settings)
+    app[CTX].hasher = FAST_HASHER
+    return app
+
+
+async def serve_node(settings: Settings) -> tuple[web.Application, web.AppRunner, str]:
+    """A migrated, demo-seeded node really serving on 127.0.0.1 at a free port (HTTPS when
+    the settings carry a certificate); the caller cleans the runner up."""
+    app = await migrated_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await seed_demo(app[CTX])
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context(settings))
+    await site.start()
+    scheme = "https" if settings.tls_enabled else "http"
+    return app, runner, f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
+
+
 async def start_node(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     tmp_path: Path,
     database_url: str,
     **overrides: Any,
 ) -> Node:
-    settings = make_settings(tmp_path, database_url, **overrides)
-    engine = create_engine(settings.effective_database_url)
-    await migrate(engine)
-    await engine.dispose()
-    app = create_app(settings)
-    app[CTX].hasher = FAST_HASHER
+    app = await migrated_app(make_settings(tmp_path, database_url, **overrides))
     client = await aiohttp_client(app)
     await seed_demo(app[CTX])
     return Node(app, client)

@@ -13,20 +13,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
-import server.app
-from server.app import create_app
 from server.auth import PRELOGIN_COOKIE, SESSION_COOKIE
-from server.db import create_engine, migrate
-from server.demo import DEMO_PASSWORD, seed_demo
+from server.demo import DEMO_PASSWORD
 from server.models import LoginFailure, User, utcnow
 from server.models import Session as SessionRow
 from server.state import CTX
 from server.tls import self_signed
-from tests.conftest import FAST_HASHER, Node, Session, make_settings, start_node
+from tests.conftest import Node, Session, make_settings, serve_node, start_node
 
 WRONG_PASSWORD_VI = "Sai tên đăng nhập hoặc mật khẩu."
 CSRF_FAILED_VI = "Biểu mẫu đã hết hạn hoặc không đến từ trang này"
@@ -645,21 +641,9 @@ async def test_session_of_disabled_user_row_is_refused(node: Node) -> None:
 async def test_login_over_real_https_sets_secure_cookie(tmp_path: Path, sqlite_url: str) -> None:
     cert, key = self_signed(tmp_path / "tls", ["localhost", "127.0.0.1"])
     settings = make_settings(tmp_path, sqlite_url, tls_cert=cert, tls_key=key)
-    engine = create_engine(settings.effective_database_url)
-    await migrate(engine)
-    await engine.dispose()
-
-    app = create_app(settings)
-    app[CTX].hasher = FAST_HASHER
-    runner = web.AppRunner(app)
-    await runner.setup()
+    _app, runner, base = await serve_node(settings)
     try:
-        await seed_demo(app[CTX])
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server.app.ssl_context(settings))
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"https://127.0.0.1:{port}"
-
+        assert base.startswith("https://")
         trust = ssl.create_default_context(cafile=str(cert))
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=trust),

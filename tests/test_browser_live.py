@@ -11,6 +11,7 @@ without it this test fails (it never skips).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,14 +20,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-from server.app import create_app
-from server.db import create_engine, migrate
-from server.demo import DEMO_PASSWORD, seed_demo
-from server.state import CTX
-from tests.conftest import FAST_HASHER, TEST_OUTPUT, make_settings
+from server.demo import DEMO_PASSWORD
+from tests.conftest import TEST_OUTPUT, make_settings, serve_node
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -74,27 +71,23 @@ FAIL_LINK = """
 async def base_url(tmp_path: Path) -> AsyncIterator[str]:
     """A migrated, demo-seeded node serving on 127.0.0.1 at a free port."""
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'live.sqlite3'}")
-    engine = create_engine(settings.effective_database_url)
-    await migrate(engine)
-    await engine.dispose()
-    app = create_app(settings)
-    app[CTX].hasher = FAST_HASHER
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    await seed_demo(app[CTX])
-    port = runner.addresses[0][1]
+    _app, runner, url = await serve_node(settings)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         await runner.cleanup()
 
 
-async def schedule_meeting(base: str) -> int:
-    """As the province chair, through the JSON API: Huyện Năm Căn and all its communes."""
+async def schedule_meeting(
+    base: str,
+    title: str = "Hội nghị trực tuyến triển khai nhiệm vụ quý III",
+    trust: ssl.SSLContext | None = None,
+) -> int:
+    """As the province chair, through the JSON API: Huyện Năm Căn and all its communes.
+    ``trust``: what to check an https node's certificate against."""
     jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address host
-    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+    connector = aiohttp.TCPConnector(ssl=trust) if trust is not None else None
+    async with aiohttp.ClientSession(base, cookie_jar=jar, connector=connector) as http:
         async with http.get("/api/csrf") as resp:
             csrf = (await resp.json())["csrf_token"]
         async with http.post(
@@ -109,7 +102,7 @@ async def schedule_meeting(base: str) -> int:
         async with http.post(
             "/api/meetings",
             json={
-                "title": "Hội nghị trực tuyến triển khai nhiệm vụ quý III",
+                "title": title,
                 "starts_at": starts.isoformat(),
                 "invited_subtrees": ["CM-NC"],
             },

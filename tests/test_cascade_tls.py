@@ -8,20 +8,16 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-import server.app
-from server.app import create_app
-from server.db import create_engine, migrate
-from server.demo import DEMO_PASSWORD, seed_demo
 from server.nodes import issue_credential
 from server.parent_link import PARENT_LINK
 from server.state import CTX
 from server.tls import self_signed
-from tests.conftest import FAST_HASHER, make_settings, start_node
+from tests.conftest import make_settings, serve_node, start_node
 from tests.live_helpers import ClientFactory, local_meeting_id, wait_for
+from tests.test_browser_live import schedule_meeting
 
 
 @pytest.fixture
@@ -33,41 +29,9 @@ async def https_province(tmp_path: Path) -> AsyncIterator[tuple[web.Application,
     settings = make_settings(
         root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}", tls_cert=cert, tls_key=key
     )
-    engine = create_engine(settings.effective_database_url)
-    await migrate(engine)
-    await engine.dispose()
-    app = create_app(settings)
-    app[CTX].hasher = FAST_HASHER
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await seed_demo(app[CTX])
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server.app.ssl_context(settings))
-    await site.start()
-    yield app, f"https://127.0.0.1:{runner.addresses[0][1]}", cert
+    app, runner, url = await serve_node(settings)
+    yield app, url, cert
     await runner.cleanup()
-
-
-async def _schedule_over_https(url: str, cert: Path, title: str) -> None:
-    trust = ssl.create_default_context(cafile=str(cert))
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=trust), cookie_jar=aiohttp.CookieJar(unsafe=True)
-    ) as client:
-        async with client.get(f"{url}/api/csrf") as resp:
-            csrf = (await resp.json())["csrf_token"]
-        login = {"username": "chutri", "password": DEMO_PASSWORD}
-        async with client.post(
-            f"{url}/api/login", json=login, headers={"X-CSRF-Token": csrf}
-        ) as resp:
-            csrf = (await resp.json())["csrf_token"]
-        meeting = {
-            "title": title,
-            "starts_at": "2030-01-01T08:00:00+07:00",
-            "invited_subtrees": ["CM-NC"],
-        }
-        async with client.post(
-            f"{url}/api/meetings", json=meeting, headers={"X-CSRF-Token": csrf}
-        ) as resp:
-            assert resp.status == 201, await resp.text()
 
 
 @pytest.mark.timeout(90)
@@ -96,7 +60,7 @@ async def test_child_links_to_an_https_parent_it_trusts_and_not_to_one_it_does_n
     await asyncio.wait_for(link.connected.wait(), 20)
     assert link.state == "connected"
     title = "Hội nghị qua đường truyền mã hoá"
-    await _schedule_over_https(url, cert, title)
+    await schedule_meeting(url, title, ssl.create_default_context(cafile=str(cert)))
     assert await local_meeting_id(district, "kt.cm-nc-hr", title) > 0
     await district.close()
 
