@@ -248,7 +248,7 @@ class ParentLink:
             return
         detail = data.get("data")
         code = detail.get("error") if isinstance(detail, dict) else None
-        if not isinstance(code, str) and isinstance(data, dict):
+        if not isinstance(code, str):
             code = data.get("message")
         self._refused_with = code[:64] if isinstance(code, str) else "refused"
 
