@@ -64,7 +64,7 @@ from rooms.peer import Slot  # noqa: E402
 from rooms.probe import ProbePeer, SlotStats  # noqa: E402
 from server.config import load_settings  # noqa: E402
 from server.demo import DEMO_PASSWORD, commune_operators  # noqa: E402
-from server.demo_nodes import DemoNode, answers, plan, prepare, start_process  # noqa: E402
+from server.demo_nodes import DemoNode, plan, prepare, start_process, wait_answering  # noqa: E402
 
 MAGIC = b"HNTS"
 STAMP = struct.Struct("!4sIQ")  # magic, sequence number, send time (ns, CLOCK_MONOTONIC)
@@ -284,11 +284,9 @@ def start_nodes(data_dir: Path, base_port: int) -> tuple[list[DemoNode], list[An
     for n in nodes:
         log_file = open(data_dir / f"{n.name}.log", "wb")  # noqa: SIM115 (kept for the run)
         procs.append(start_process(n, log_file))
-        deadline = time.monotonic() + 60
-        while not answers(n.url):
-            if procs[-1].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the {n.name} node did not start; see {log_file.name}")
-            time.sleep(0.2)
+        problem = wait_answering([(n, procs[-1])])  # the province first: the district links
+        if problem:
+            raise RuntimeError(f"{problem}; see {log_file.name}")
     return nodes, procs
 
 

@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import aiohttp
 import pytest
 
 from server.demo import DEMO_PASSWORD
+from server.demo_nodes import hoinghi_command
 
 
 def free_base_port() -> int:
@@ -40,8 +40,7 @@ def free_base_port() -> int:
 
 
 def start_demo(tmp_path: Path, base: int, log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("hoinghi")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+    command = hoinghi_command()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOINGHI_")}
     env["HOINGHI_DATA_DIR"] = str(tmp_path / "var")
     out = log.open("wb")
