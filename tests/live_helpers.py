@@ -215,6 +215,18 @@ async def district_behind_gate(
     return province, district, gate
 
 
+async def start_as_chair(
+    node: Node, session: Session, meeting_id: int, **probe: Any
+) -> Participant:
+    """The chair joins its meeting (publishing its counter video and tone, 320x240 unless
+    ``probe`` says otherwise) and starts it."""
+    chair = Participant(node, session)
+    await chair.connect()
+    await chair.join(meeting_id, **{"size": (320, 240), **probe})
+    assert (await chair.call("start"))["ok"]
+    return chair
+
+
 async def chair_and_site_live(
     province: Node,
     site_node: Node,
@@ -228,8 +240,4 @@ async def chair_and_site_live(
     meeting_id = await schedule(chair_session, title=title, invited_subtrees=subtrees)
     local = await local_meeting_id(site_node, operator, title)
     site = await join_site(site_node, operator, local, decode=False)
-    chair = Participant(province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
-    return chair, site
+    return await start_as_chair(province, chair_session, meeting_id), site

@@ -15,13 +15,13 @@ from server.signaling import REGISTRY
 from tests.conftest import Tree
 from tests.live_helpers import (
     ClientFactory,
-    Participant,
     add_unit,
     chair_and_site_live,
     district_behind_gate,
     join_site,
     local_meeting_id,
     schedule,
+    start_as_chair,
     wait_for,
 )
 
@@ -41,10 +41,7 @@ async def test_chair_video_and_tone_reach_communes_of_both_districts_through_the
         await join_site(tree.districts["CM-NC"], "kt.cm-nc-hr", local_a),
         await join_site(tree.districts["CM-NH"], "kt.cm-nh-dmu", local_b),
     ]
-    chair = Participant(tree.province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
+    chair = await start_as_chair(tree.province, chair_session, meeting_id)
 
     await wait_for(
         lambda: all(
@@ -106,10 +103,7 @@ async def test_province_sends_a_district_one_program_copy_for_one_or_ten_commune
     meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
     district = tree.districts["CM-NC"]
     local = await local_meeting_id(district, "kt.cm-nc-hr", title)
-    chair = Participant(tree.province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240), pin_bitrate=True)
-    assert (await chair.call("start"))["ok"]
+    chair = await start_as_chair(tree.province, chair_session, meeting_id, pin_bitrate=True)
 
     # Năm Căn has eight communes; two more are added on the district node for ten.
     extra = []
@@ -154,15 +148,10 @@ async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and
     district_a, district_b = tree.districts["CM-NC"], tree.districts["CM-NH"]
     local_a = await local_meeting_id(district_a, "kt.cm-nc-hr", title)
     local_b = await local_meeting_id(district_b, "kt.cm-nh-dmu", title)
-    speaker = Participant(district_a, await district_a.login("kt.cm-nc-hr"))
-    await speaker.connect()
-    await speaker.join(local_a, size=(256, 144))
+    speaker = await join_site(district_a, "kt.cm-nc-hr", local_a, publish=True, size=(256, 144))
     neighbour = await join_site(district_a, "kt.cm-nc-tt", local_a)
     far = await join_site(district_b, "kt.cm-nh-dmu", local_b)
-    chair = Participant(tree.province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
+    chair = await start_as_chair(tree.province, chair_session, meeting_id)
     assert chair.probe is not None
     assert speaker.probe is not None
     assert far.probe is not None

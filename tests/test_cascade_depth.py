@@ -28,6 +28,7 @@ from tests.live_helpers import (
     join_site,
     local_meeting_id,
     schedule,
+    start_as_chair,
     start_child,
     wait_for,
 )
@@ -97,15 +98,10 @@ async def test_chain_of_four_nodes_carries_program_floor_hand_and_presence(
     deep_id = await local_meeting_id(hamlet, HAMLET_OPERATOR, title)
     mid_id = await local_meeting_id(district, "kt.cm-nc-tt", title)
 
-    deep = Participant(hamlet, await hamlet.login(HAMLET_OPERATOR))
-    await deep.connect()
     # Half the chair's frame rate, so its picture counter is told apart from the chair's.
-    await deep.join(deep_id, size=(320, 240), fps=15)
+    deep = await join_site(hamlet, HAMLET_OPERATOR, deep_id, publish=True, size=(320, 240), fps=15)
     mid = await join_site(district, "kt.cm-nc-tt", mid_id)
-    chair = Participant(province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
+    chair = await start_as_chair(province, chair_session, meeting_id)
     assert chair.probe is not None
     assert deep.probe is not None
     assert mid.probe is not None
@@ -183,13 +179,9 @@ async def test_two_level_tree_province_to_communes_direct_and_behind_a_child_nod
     meeting_id = await schedule(chair_session, title=title, invited_units=list(communes))
     child_id = await local_meeting_id(child, "kt.cm-xb", title)
     direct = await join_site(province, "kt.cm-xa", meeting_id)
-    behind = Participant(child, await child.login("kt.cm-xb"))
-    await behind.connect()
-    await behind.join(child_id, size=(320, 240), fps=15)  # told apart from the chair's
-    chair = Participant(province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
+    # At half the chair's frame rate, so its picture is told apart from the chair's.
+    behind = await join_site(child, "kt.cm-xb", child_id, publish=True, size=(320, 240), fps=15)
+    chair = await start_as_chair(province, chair_session, meeting_id)
     assert direct.probe is not None
     assert behind.probe is not None
 

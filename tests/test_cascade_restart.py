@@ -32,7 +32,12 @@ from server.nodes import issue_credential
 from server.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import CHROMIUM, Node, start_node
-from tests.live_helpers import Participant, schedule, wait_for
+from tests.live_helpers import (
+    Participant,
+    schedule,
+    start_as_chair,
+    wait_for,
+)
 from tests.test_browser_live import (
     CHROMIUM_ARGS,
     FRAMES_DECODED,
@@ -187,10 +192,7 @@ async def test_killed_district_shows_offline_and_after_restart_its_sites_rejoin_
             chair_session, title="Huyện khởi động lại", invited_subtrees=["CM-NC"]
         )
         local_id = await _mirrored_id(district, meeting_id)
-        chair = Participant(province, chair_session)
-        await chair.connect()
-        await chair.join(meeting_id, size=(320, 240))
-        assert (await chair.call("start"))["ok"]
+        chair = await start_as_chair(province, chair_session, meeting_id)
         live = province.app[REGISTRY].get(meeting_id)
         assert live is not None
 

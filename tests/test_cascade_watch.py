@@ -21,9 +21,10 @@ from server.signaling import REGISTRY
 from tests.conftest import Tree, start_node
 from tests.live_helpers import (
     ClientFactory,
-    Participant,
+    join_site,
     local_meeting_id,
     schedule,
+    start_as_chair,
     start_child,
     wait_for,
 )
@@ -84,13 +85,8 @@ async def test_province_chair_watches_a_commune_two_links_down_only_while_watche
     meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
     district = tree.districts["CM-NC"]
     local = await local_meeting_id(district, "kt.cm-nc-hr", title)
-    commune = Participant(district, await district.login("kt.cm-nc-hr"))
-    await commune.connect()
-    await commune.join(local, size=(256, 144))
-    chair = Participant(tree.province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(256, 144))
-    assert (await chair.call("start"))["ok"]
+    commune = await join_site(district, "kt.cm-nc-hr", local, publish=True, size=(256, 144))
+    chair = await start_as_chair(tree.province, chair_session, meeting_id, size=(256, 144))
     assert chair.probe is not None
     assert commune.probe is not None
     assert commune.probe.video is not None
@@ -184,13 +180,8 @@ async def test_watch_crosses_every_link_of_a_chain_and_survives_a_relink(
     meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
     mid_id = await local_meeting_id(district, "kt.cm-nc-tt", title)
     deep_id = await local_meeting_id(commune_node, "kt.cm-nc-hr", title)
-    site = Participant(commune_node, await commune_node.login("kt.cm-nc-hr"))
-    await site.connect()
-    await site.join(deep_id, size=(256, 144))
-    chair = Participant(province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(256, 144))
-    assert (await chair.call("start"))["ok"]
+    site = await join_site(commune_node, "kt.cm-nc-hr", deep_id, publish=True, size=(256, 144))
+    chair = await start_as_chair(province, chair_session, meeting_id, size=(256, 144))
     assert chair.probe is not None
     assert site.probe is not None
     assert site.probe.video is not None

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import Session, Tree
-from tests.live_helpers import Participant, join_site, local_meeting_id, schedule, wait_for
+from tests.live_helpers import (
+    join_site,
+    local_meeting_id,
+    schedule,
+    start_as_chair,
+    wait_for,
+)
 
 
 async def _links(session: Session) -> dict[str, Any]:
@@ -46,10 +52,7 @@ async def test_links_are_for_administrators_and_show_the_uplink_carrying_the_pro
     meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
     local_id = await local_meeting_id(district, "kt.cm-nc-hr", title)
     site = await join_site(district, "kt.cm-nc-hr", local_id)
-    chair = Participant(province, chair_session)
-    await chair.connect()
-    await chair.join(meeting_id, size=(320, 240))
-    assert (await chair.call("start"))["ok"]
+    chair = await start_as_chair(province, chair_session, meeting_id)
     await wait_for(
         lambda: site.probe is not None and site.probe.stats["chair.video"].frames > 30,
         20,
