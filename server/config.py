@@ -154,11 +154,19 @@ class Settings(BaseModel):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
         # Created with owner-only permissions, atomically: no reader sees a half-written key.
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        os.replace(tmp, path)
+        # Several processes may start at once (a node and its CLI commands): each writes its
+        # own temporary file and links it into place; the first link wins, and the others
+        # read the winner's key, so every process of the node signs with the same one.
+        tmp = path.with_name(f"secret_key.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key)
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text().strip()
+        finally:
+            tmp.unlink(missing_ok=True)
         return key
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +166,34 @@ def test_generated_secret_is_kept_owner_only_and_reused(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(first) >= 32
     assert load_settings(environ={}, data_dir=tmp_path / "var").resolved_secret() == first
+
+
+@pytest.mark.timeout(60)
+def test_processes_starting_at_once_agree_on_one_generated_secret(tmp_path: Path) -> None:
+    # A node and its CLI commands may all start on a fresh data directory together.
+    data_dir = tmp_path / "var"
+    code = (
+        "import sys, time; from server.config import load_settings; "
+        "settings = load_settings(environ={}, data_dir=sys.argv[1]); "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "  # all at the same moment
+        "print(settings.resolved_secret())"
+    )
+    start = time.time() + 5.0  # after every process has imported
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(data_dir), str(start)],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    results = [p.communicate(timeout=50) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode() for _, err in results]
+    keys = {out.decode().strip() for out, _ in results}
+    assert keys == {(data_dir / "secret_key").read_text().strip()}
+    assert sorted(p.name for p in data_dir.iterdir()) == ["secret_key"]  # no temporary left
+    assert (data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
 def test_readme_lists_every_setting_as_environment_variable() -> None:
