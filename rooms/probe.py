@@ -35,6 +35,7 @@ class SlotStats:
     times: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     audio_packets: int = 0
+    unreadable: int = 0  # decoded pictures that showed no counter clearly
 
     def counters_since(self, t: float) -> list[int]:
         return [c for c, at in zip(self.counters, self.times, strict=True) if at >= t]
@@ -130,10 +131,16 @@ class ProbePeer:
                 now = time.monotonic()
                 stats.frames += 1
                 if self.decode:
-                    stats.counters.append(read_bits(frame, 0))
+                    # A picture the decoder could not reconstruct carries no counter: it is
+                    # counted as a frame, not read as a number.
+                    counter = read_bits(frame, 0)
+                    if counter is None:
+                        stats.unreadable += 1
+                        continue
+                    stats.counters.append(counter)
                     stats.times.append(now)
-                    if self.read_stamps:
-                        sent = read_bits(frame, 1)
+                    sent = read_bits(frame, 1) if self.read_stamps else None
+                    if sent is not None:
                         now_ms = int(time.time() * 1000) & 0xFFFFFF
                         lat = (now_ms - sent) & 0xFFFFFF
                         if lat < 10000:

@@ -67,14 +67,24 @@ def draw_bits(y: np.ndarray[Any, Any], value: int, row: int) -> None:
         y[top : top + BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = level
 
 
-def read_bits(frame: VideoFrame, row: int = 0) -> int:
+# Blocks are drawn at 16 (0) and 235 (1); a block whose mean lies between these bounds is
+# neither, as in a picture the decoder could not reconstruct (grey where a lost reference
+# frame should have been).
+DARK_BELOW, LIGHT_ABOVE = 80.0, 176.0
+
+
+def read_bits(frame: VideoFrame, row: int = 0) -> int | None:
+    """The number drawn in ``row``, or None when the picture does not show one clearly."""
     y = frame.to_ndarray(format="yuv420p")
     top = row * BLOCK
     value = 0
     for bit in range(BITS):
         block = y[top + 2 : top + BLOCK - 2, bit * BLOCK + 2 : (bit + 1) * BLOCK - 2]
-        if float(block.mean()) > 128:
+        mean = float(block.mean())
+        if mean > LIGHT_ABOVE:
             value |= 1 << bit
+        elif mean >= DARK_BELOW:
+            return None
     return value
 
 
