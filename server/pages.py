@@ -16,18 +16,12 @@ from server.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
 from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang, translator
 from server.models import MeetingStatus, Role
+from server.redirects import safe_next
 from server.state import ctx
 from server.units import UnitTree
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-def safe_next(value: str | None) -> str:
-    """Only same-site paths may be redirect targets."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/meetings"
 
 
 def base_context(request: web.Request, **extra: Any) -> dict[str, Any]:
