@@ -168,6 +168,8 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self._leave(sid, session, meeting_id, lost=True)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
+        # Only the server's own connection events arrive under these names: signaling.Server
+        # answers a client's event named so ``unknown_event`` before it reaches a namespace.
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid, payload = args[0], (args[1] if len(args) > 1 else {})

@@ -15,6 +15,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from socketio import packet
 
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
@@ -49,6 +50,36 @@ SIO = web.AppKey("hoinghi_sio", socketio.AsyncServer)
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 CLOSED = (MeetingStatus.CANCELLED, MeetingStatus.ENDED)
+
+
+class Server(socketio.AsyncServer):  # type: ignore[misc]
+    """The socket.io server, refusing client events named like its own connection events.
+
+    python-socketio passes a client's ``connect`` or ``disconnect`` event to a namespace's
+    ``trigger_event`` exactly as it passes the real ones, so the namespace cannot tell them
+    apart; here, where a client's event arrives, it can. Every namespace on this server is
+    covered (``/meeting`` and ``/node``).
+    """
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        event = data[0] if isinstance(data, list) and data else None
+        if event not in self.reserved_events:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        if id is not None:  # the client asked for an acknowledgement: give it the refusal
+            answer = fail("unknown_event", f"No event {event!r}: the name is reserved.")
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(packet.ACK, namespace=namespace or "/", id=id, data=[answer]),
+            )
+
+
+# The two private methods overridden or called above: a python-socketio that renamed them
+# would silently let reserved names through again, so refuse to start instead.
+if not all(
+    callable(getattr(socketio.AsyncServer, m, None)) for m in ("_handle_event", "_send_packet")
+):
+    raise RuntimeError("this python-socketio version lacks AsyncServer._handle_event/_send_packet")
 
 
 class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -99,6 +130,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         """Every event goes through here: model validation, then its handler, then the ack."""
+        # Only the server's own connection events arrive under these names: signaling.Server
+        # answers a client's event named so ``unknown_event`` before it reaches a namespace.
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid = args[0]
@@ -313,7 +346,7 @@ MEETING_NS = web.AppKey("hoinghi_meeting_namespace", MeetingNamespace)
 
 
 def setup_signaling(app: web.Application) -> MeetingNamespace:
-    sio = socketio.AsyncServer(
+    sio = Server(
         async_mode="aiohttp",
         # Same-origin only: a page elsewhere cannot drive a user's socket with their cookie.
         cors_allowed_origins=None,
