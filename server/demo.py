@@ -92,6 +92,7 @@ def demo_logins_text(url: str) -> str:
         "  chutri           chair, Tỉnh Cà Mau: schedules province meetings",
         "  thuky            secretary, Tỉnh Cà Mau",
         "  chutri.cm-nc     chair, Huyện Năm Căn (likewise chutri.cm-nh, chutri.cm-tvt)",
+        "  thuky.cm-nc      secretary, Huyện Năm Căn (likewise thuky.cm-nh, thuky.cm-tvt)",
         "  kt.cm-nc         operator of the Huyện Năm Căn hall",
         "  kt.cm-nc-hr      operator of Xã Hàm Rồng (Năm Căn)",
         "  kt.cm-tvt-kb     operator of Xã Khánh Bình (Trần Văn Thời)",
