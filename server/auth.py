@@ -92,8 +92,14 @@ def check_new_password(password: str) -> str | None:
 # -- request identity ----------------------------------------------------------------------
 
 
+def as_bytes(text: str) -> bytes:
+    """A client-given string as bytes, never an error: aiohttp keeps header bytes that are
+    not UTF-8 as lone surrogates, which a plain ``encode()`` refuses."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(as_bytes(token)).hexdigest()
 
 
 def client_address(request: web.Request) -> str:
@@ -167,7 +173,7 @@ def prelogin_token(node: NodeContext, request: web.Request) -> tuple[str, str | 
     """The CSRF token for a page seen before login, and a new cookie value if one is needed."""
     cookie = request.cookies.get(PRELOGIN_COOKIE)
     new_cookie = None
-    if not cookie or len(cookie) > 100:
+    if not cookie or len(cookie) > 100 or not cookie.isascii():
         cookie = new_cookie = secrets.token_urlsafe(24)
     token = hmac.new(node.secret.encode(), cookie.encode(), hashlib.sha256).hexdigest()
     return token, new_cookie
@@ -178,8 +184,8 @@ def expected_csrf(request: web.Request) -> str | None:
     if user is not None:
         return user.csrf_token
     cookie = request.cookies.get(PRELOGIN_COOKIE)
-    if not cookie:
-        return None
+    if not cookie or not cookie.isascii():
+        return None  # prelogin_token never issues such a cookie
     node = ctx(request)
     return hmac.new(node.secret.encode(), cookie.encode(), hashlib.sha256).hexdigest()
 
@@ -189,19 +195,29 @@ async def check_csrf(request: web.Request) -> None:
     if request.method in SAFE_METHODS:
         return
     given = request.headers.get(CSRF_HEADER)
-    if given is None and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
-        form = await request.post()
-        value = form.get(CSRF_FIELD)
-        given = value if isinstance(value, str) else None
+    unreadable_form = False
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # Read (and cache) the form here, before any handler: a body that is not UTF-8
+        # would make every handler's request.post() raise.
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            unreadable_form = True
+        else:
+            value = form.get(CSRF_FIELD)
+            if given is None:
+                given = value if isinstance(value, str) else None
     expected = expected_csrf(request)
-    if not given or not expected or not hmac.compare_digest(given, expected):
+    # Bytes, not str: compare_digest raises on a str with non-ASCII characters.
+    if not given or not expected or not hmac.compare_digest(as_bytes(given), as_bytes(expected)):
         raise AppError(
             403,
             "csrf_failed",
             "The form has expired or did not come from this site; reload the page.",
+        )
+    if unreadable_form:
+        raise AppError(
+            400, "invalid_field", "The form is not valid UTF-8 text.", {"form": "not UTF-8"}
         )
 
 
