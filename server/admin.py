@@ -22,7 +22,7 @@ from server.errors import (
     read_json,
 )
 from server.models import Role, Unit, User
-from server.pages import render
+from server.rendering import render
 from server.state import NodeContext, ctx
 from server.units import CODE_RE, LEVEL_RE
 

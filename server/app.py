@@ -14,10 +14,11 @@ from aiohttp import web
 import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
 from rooms.ice import offer_host_addresses
-from server import admin, api, auth, links, live_pages, pages
+from server import admin, api, auth, links, live_pages, pages, rendering
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
-from server.errors import Handler, error_middleware
+from server.errors import ERROR_PAGE, Handler, error_middleware
+from server.logs import AccessLog
 from server.nodelink import setup_nodelink
 from server.parent_link import setup_parent_link
 from server.signaling import setup_signaling
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 class SchemaError(RuntimeError):
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[CTX] = node_context(settings)
+    app[ERROR_PAGE] = rendering.render_error
     app.cleanup_ctx.append(_database)
     aiohttp_jinja2.setup(
         app,
@@ -159,4 +161,5 @@ def run(settings: Settings) -> None:
         ssl_context=ssl_context(settings),
         print=None,
         access_log=logging.getLogger("hoinghi.access"),
+        access_log_class=AccessLog,
     )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
-import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,36 +17,12 @@ from sqlalchemy import select
 from server import auth
 from server.config import ConfigError, Settings, load_settings
 from server.db import create_engine, migrate
+from server.logs import setup_logging
 from server.models import Role, Unit, User
 from server.state import NodeContext
 from server.units import UnitFileError, load_units, parse_unit_file
 
 T = TypeVar("T")
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("meeting", "unit", "peer", "node"):
-            if hasattr(record, key):
-                out[key] = getattr(record, key)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
 def fail(message: str, code: int = 2) -> int:

@@ -96,10 +96,20 @@ def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
 
+ErrorPage = Callable[[web.Request, AppError], Awaitable[web.StreamResponse]]
+# The page renderer for errors on HTML routes, registered by the app (server/pages.py's
+# render_error): the pages import this module, so it must not import them.
+ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("hoinghi_error_page")
+
+
+async def plain_error_page(request: web.Request, err: AppError) -> web.StreamResponse:
+    """The error as plain text, for an app that registered no page renderer."""
+    return web.Response(status=err.status, text=f"{err.code}: {err.message}")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    from server.pages import render_error  # pages import errors; avoid a cycle
-
+    render_error = request.app.get(ERROR_PAGE, plain_error_page)
     try:
         return await handler(request)
     except AppError as exc:

@@ -14,7 +14,7 @@ from server import auth, meetings
 from server.errors import AppError, path_id
 from server.i18n import request_lang, translator
 from server.models import Meeting, Role
-from server.pages import render
+from server.rendering import render
 from server.state import ctx
 from server.units import UnitTree
 

@@ -5,67 +5,23 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp_jinja2
 from aiohttp import web
 from pydantic import ValidationError
 
 from server import auth, meetings
 from server.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
-from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang, translator
+from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang
+from server.live_pages import live_role
 from server.models import MeetingStatus, Role
 from server.redirects import safe_next
+from server.rendering import render
 from server.state import ctx
 from server.units import UnitTree
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-def base_context(request: web.Request, **extra: Any) -> dict[str, Any]:
-    node = ctx(request)
-    lang = request_lang(request)
-    user = auth.current_user(request)
-    csrf = user.csrf_token if user else request.get(auth.PRELOGIN_CSRF, "")
-    unit = node.units.by_id.get(user.unit_id) if user else None
-    return {
-        "_": translator(lang),
-        "lang": lang,
-        "user": user,
-        "user_unit": unit,
-        "csrf_token": csrf,
-        "path": request.path_qs,
-        "flash": request.query.get("flash", ""),
-        "Role": Role,
-        **extra,
-    }
-
-
-def render(request: web.Request, template: str, status: int = 200, **extra: Any) -> web.Response:
-    response = aiohttp_jinja2.render_template(
-        template, request, base_context(request, **extra), status=status
-    )
-    response.headers["Cache-Control"] = "no-store"
-    new_cookie = request.get(auth.PRELOGIN_NEW_COOKIE)
-    if new_cookie:
-        auth.set_cookie(response, request, auth.PRELOGIN_COOKIE, new_cookie)
-    return response
-
-
-async def render_error(request: web.Request, err: AppError) -> web.StreamResponse:
-    if err.code == "not_authenticated":
-        raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs))
-    lang = request_lang(request)
-    text = error_text(
-        lang, err.code, err.message, minutes=err.fields.get("retry_after_minutes", "15")
-    )
-    try:
-        return render(request, "error.html", status=err.status, error=err, error_text=text)
-    except Exception:  # the error page itself failed: plain text, still no traceback
-        log.exception("error page failed")
-        return web.Response(status=err.status, text=f"{err.code}: {text}")
 
 
 def _prepare_prelogin(request: web.Request) -> None:
@@ -298,8 +254,6 @@ async def meeting_detail(request: web.Request) -> web.StreamResponse:
     async with node.sessionmaker() as db:
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
     sites = meetings.site_ids(meeting, node.units)
-    from server.live_pages import live_role  # here: live_pages imports this module
-
     can_join = live_role(user, node.units, meeting) is not None and meeting.status in (
         MeetingStatus.SCHEDULED,
         MeetingStatus.LIVE,
