@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import auth, meetings
+from server.atomic import atomic
 from server.doors import served_elsewhere
 from server.errors import path_id, read_json
 from server.models import Role
@@ -108,7 +109,7 @@ async def api_meeting_create(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request, roles=[Role.CHAIR])
     data = await read_json(request, meetings.MeetingIn)
     node = ctx(request)
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         meeting = await meetings.create_meeting(db, user, node.units, data)
     await node.announce(meeting.id)
     return ok(201, meeting=meetings.meeting_json(meeting, node.units, user))
@@ -128,7 +129,7 @@ async def api_meeting_update(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request)
     patch = await read_json(request, meetings.MeetingPatch)
     node = ctx(request)
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
         await meetings.update_meeting(db, user, node.units, meeting, patch)
     await node.announce(meeting.id)
@@ -139,7 +140,7 @@ async def api_meeting_update(request: web.Request) -> web.StreamResponse:
 async def api_meeting_cancel(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request)
     node = ctx(request)
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         meeting = await meetings.get_visible(db, user, node.units, _meeting_id(request))
         await meetings.cancel_meeting(db, user, node.units, meeting)
     await node.announce(meeting.id)

@@ -4,6 +4,10 @@ Scope rule (one rule for every role): a user sees a meeting when its host unit, 
 its invited sites, lies in the user's subtree; a user whose unit lies under a unit invited
 as a whole subtree sees it too. Only a chair may schedule (host = the chair's unit), and
 only a chair whose subtree holds the host unit may edit or cancel, before the meeting starts.
+
+Parallel changes: each edit or cancel runs in one transaction (server/atomic.py) whose first
+write is ``claim``, a compare-and-set on the meeting's version and status. Of two changes
+that read the same version, one claims it and applies whole; the other gets 409 ``conflict``.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from server.atomic import conflict
 from server.auth import CurrentUser
 from server.errors import AppError, forbidden, invalid, not_found
 from server.models import Meeting, MeetingStatus, MeetingUnit, Role, utcnow
@@ -22,6 +29,8 @@ from server.units import UnitTree
 
 # A chair may set a start a little in the past ("starting now"), not hours back.
 PAST_SLACK = timedelta(minutes=10)
+# Nothing reopens a meeting in these.
+CLOSED = (MeetingStatus.CANCELLED, MeetingStatus.ENDED)
 
 
 def _require_offset(value: datetime | None) -> datetime | None:
@@ -119,6 +128,60 @@ def require_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> None:
         )
 
 
+async def claim(db: AsyncSession, meeting: Meeting) -> None:
+    """The first write of a change: raise the version read with ``meeting``, only if nobody
+    changed the meeting since and it is still scheduled.
+
+    On PostgreSQL a parallel claim of the same row waits for this transaction to end, then
+    finds the version gone; on SQLite the write lock orders them the same way. So the later
+    of two changes made from the same reading is refused instead of merged.
+    """
+    result = await db.execute(
+        update(Meeting)
+        .where(
+            Meeting.id == meeting.id,
+            Meeting.version == meeting.version,
+            Meeting.status == MeetingStatus.SCHEDULED,
+        )
+        .values(version=Meeting.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        raise conflict(
+            "The meeting was changed or started at the same time; reload it and try again."
+        )
+    set_committed_value(meeting, "version", meeting.version + 1)
+
+
+async def set_status(
+    db: AsyncSession, meeting_id: int, status: MeetingStatus
+) -> MeetingStatus | None:
+    """Store a start (``live``) or an end unless the meeting is closed; returns the status
+    found (None: no such meeting).
+
+    A guarded UPDATE from the status read, never a blind write: a cancel committed meanwhile
+    is not undone, and an edit that read the meeting before finds its version raised.
+    """
+    found: MeetingStatus | None = None
+    for _attempt in range(3):
+        found = (
+            await db.execute(select(Meeting.status).where(Meeting.id == meeting_id))
+        ).scalar_one_or_none()
+        if found is None or found in CLOSED or found is status:
+            return found
+        result = await db.execute(
+            update(Meeting)
+            .where(Meeting.id == meeting_id, Meeting.status == found)
+            .values(status=status, version=Meeting.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount == 1:
+            return found
+    return found
+
+
 def site_ids(meeting: Meeting, tree: UnitTree) -> set[int]:
     """Every invited site: single units, and every unit under one invited as a whole."""
     out: set[int] = set()
@@ -191,15 +254,10 @@ async def update_meeting(
     db: AsyncSession, user: CurrentUser, tree: UnitTree, meeting: Meeting, patch: MeetingPatch
 ) -> Meeting:
     require_manage(user, tree, meeting)
-    if patch.title is not None:
-        meeting.title = patch.title
-    if patch.description is not None:
-        meeting.description = patch.description
+    # Checked before the claim, so a refused edit leaves the version alone.
     if patch.starts_at is not None and patch.starts_at != meeting.starts_at:
         _check_start(patch.starts_at)
-        meeting.starts_at = patch.starts_at
-    if patch.duration_minutes is not None:
-        meeting.duration_minutes = patch.duration_minutes
+    invites: dict[int, bool] | None = None
     if patch.invited_units is not None or patch.invited_subtrees is not None:
         current_units = [tree.get(i.unit_id).code for i in meeting.invites if not i.whole_subtree]
         current_whole = [tree.get(i.unit_id).code for i in meeting.invites if i.whole_subtree]
@@ -210,6 +268,16 @@ async def update_meeting(
             patch.invited_units if patch.invited_units is not None else current_units,
             patch.invited_subtrees if patch.invited_subtrees is not None else current_whole,
         )
+    await claim(db, meeting)
+    if patch.title is not None:
+        meeting.title = patch.title
+    if patch.description is not None:
+        meeting.description = patch.description
+    if patch.starts_at is not None:
+        meeting.starts_at = patch.starts_at
+    if patch.duration_minutes is not None:
+        meeting.duration_minutes = patch.duration_minutes
+    if invites is not None:
         meeting.invites.clear()
         await db.flush()
         meeting.invites.extend(
@@ -224,6 +292,7 @@ async def cancel_meeting(
     db: AsyncSession, user: CurrentUser, tree: UnitTree, meeting: Meeting
 ) -> Meeting:
     require_manage(user, tree, meeting)
+    await claim(db, meeting)
     meeting.status = MeetingStatus.CANCELLED
     meeting.updated_at = utcnow()
     await db.flush()

@@ -127,7 +127,9 @@ class Session(Base):
 
 
 class LoginFailure(Base):
-    """One failed login; counted per account and per client address within a window."""
+    """One failed login, or a login attempt being checked (reserved before the password is
+    verified, deleted when it was right); counted per account and per (account, address)
+    within a window (server/login_limit.py)."""
 
     __tablename__ = "login_failures"
 
@@ -140,6 +142,17 @@ class LoginFailure(Base):
         Index("ix_login_failures_username_at", "username", "at"),
         Index("ix_login_failures_address_at", "address", "at"),
     )
+
+
+class LoginAccount(Base):
+    """One row per account name ever tried: each login attempt locks it first, so that
+    counting the failures and reserving the attempt are one step per account on every
+    database (a row lock on PostgreSQL, the write lock on SQLite)."""
+
+    __tablename__ = "login_accounts"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Meeting(Base):
@@ -166,6 +179,9 @@ class Meeting(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Raised by every edit, cancel, start and end: a change begins with a compare-and-set on
+    # it, so two parallel changes never merge (server/meetings.py, ``claim``).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # A meeting mirrored from the parent node: the parent's URL and its id there (both null
     # for a meeting of this node). Unique together, so a mirror is never stored twice.

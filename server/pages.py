@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server import auth, meetings
+from server.atomic import atomic
 from server.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
 from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang
@@ -229,7 +230,7 @@ async def meeting_create(request: web.Request) -> web.StreamResponse:
         data = meetings.MeetingIn.model_validate(
             {**values, "starts_at": _parse_local(request, values["starts_at"])}
         )
-        async with node.sessionmaker() as db, db.begin():
+        async with atomic(node.sessionmaker) as db:
             meeting = await meetings.create_meeting(db, user, node.units, data)
         await node.announce(meeting.id)
     except ValidationError as exc:
@@ -304,7 +305,7 @@ async def meeting_update(request: web.Request) -> web.StreamResponse:
         patch = meetings.MeetingPatch.model_validate(
             {**values, "starts_at": _parse_local(request, values["starts_at"])}
         )
-        async with node.sessionmaker() as db, db.begin():
+        async with atomic(node.sessionmaker) as db:
             meeting = await meetings.get_visible(db, user, node.units, mid)
             await meetings.update_meeting(db, user, node.units, meeting, patch)
         await node.announce(mid)
@@ -336,7 +337,7 @@ async def meeting_cancel(request: web.Request) -> web.StreamResponse:
     user = auth.require_user(request, roles=[Role.CHAIR])
     node = ctx(request)
     mid = _meeting_id(request)
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         meeting = await meetings.get_visible(db, user, node.units, mid)
         await meetings.cancel_meeting(db, user, node.units, meeting)
     await node.announce(mid)

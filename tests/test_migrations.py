@@ -33,6 +33,7 @@ APP_TABLES = {
     "users",
     "sessions",
     "login_failures",
+    "login_accounts",
     "meetings",
     "meeting_units",
     "nodes",
@@ -198,7 +199,55 @@ async def test_upgrade_to_0002_and_back_keeps_meetings_and_their_invitations(
 
     await downgrade(engine, "0001")
     assert await rows() == [("Giao ban", 1)]
-    assert await table_names(engine) == APP_TABLES - {"nodes", "node_units"} | {"alembic_version"}
+    assert await table_names(engine) == APP_TABLES - {
+        "nodes",
+        "node_units",
+        "login_accounts",
+    } | {"alembic_version"}
+
+
+async def test_upgrade_to_0003_and_back_keeps_meetings_and_gives_them_version_0(
+    engine: AsyncEngine,
+) -> None:
+    await migrate(engine, "0002")
+    async with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO units (id, code, name, level, created_at) "
+            "VALUES (1, 'CM', 'Tỉnh Cà Mau', 'province', CURRENT_TIMESTAMP)",
+            "INSERT INTO meetings (id, title, description, host_unit_id, starts_at, "
+            "duration_minutes, status, created_at, updated_at) VALUES (1, 'Giao ban', '', 1, "
+            "CURRENT_TIMESTAMP, 120, 'scheduled', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            "INSERT INTO meeting_units (meeting_id, unit_id, whole_subtree) VALUES (1, 1, true)",
+        ):
+            await conn.execute(text(sql))
+
+    async def rows() -> list[tuple[Any, ...]]:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT m.title, mu.unit_id FROM meetings m "
+                    "JOIN meeting_units mu ON mu.meeting_id = m.id"
+                )
+            )
+            return [tuple(r) for r in result]
+
+    await migrate(engine)
+    assert await rows() == [("Giao ban", 1)]
+    async with engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version FROM meetings"))).scalar_one()
+    assert version == 0
+
+    await downgrade(engine, "0002")
+    assert await rows() == [("Giao ban", 1)]
+    assert "login_accounts" not in await table_names(engine)
+    async with engine.connect() as conn:
+        columns = await conn.run_sync(
+            lambda c: {col["name"] for col in inspect(c).get_columns("meetings")}
+        )
+    assert "version" not in columns
+
+    await migrate(engine)
+    assert await current_revision(engine) == HEAD_REVISION
 
 
 async def test_a_mirrored_meeting_is_stored_once_per_origin(engine: AsyncEngine) -> None:
