@@ -210,6 +210,7 @@ ERRORS_VI: dict[str, str] = {
     "meeting_not_editable": "Cuộc họp không còn sửa được.",
     "invalid_field": "Dữ liệu chưa hợp lệ.",
     "duplicate": "Đã tồn tại.",
+    "conflict": "Có thay đổi khác cùng lúc; vui lòng tải lại trang và thử lại.",
     "internal_error": "Lỗi hệ thống; lỗi đã được ghi lại.",
     "http_404": "Không tìm thấy trang.",
     "not_invited": "Đơn vị của bạn không được mời dự cuộc họp này.",

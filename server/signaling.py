@@ -22,7 +22,7 @@ from rooms.peer import MediaError
 from rooms.registry import Registry
 from server import auth, meetings
 from server.errors import AppError
-from server.models import Meeting, MeetingStatus, Role, utcnow
+from server.models import MeetingStatus, Role
 from server.protocol import (
     EVENTS,
     Devices,
@@ -170,14 +170,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Store ``status`` unless the meeting is closed (cancelled or ended): nothing reopens
         one. Returns the status found."""
         async with self.node.sessionmaker() as db, db.begin():
-            meeting = await db.get(Meeting, meeting_id)
-            if meeting is None:
-                return None
-            found = meeting.status
-            if found not in CLOSED and found is not status:
-                meeting.status = status
-                meeting.updated_at = utcnow()
-            return found
+            return await meetings.set_status(db, meeting_id, status)
 
     def _changed(self, live: LiveMeeting) -> None:
         """Coalesce state broadcasts: one per meeting per loop turn."""
