@@ -23,6 +23,7 @@ from server.nodelink import setup_nodelink
 from server.parent_link import setup_parent_link
 from server.signaling import setup_signaling
 from server.state import CTX, NodeContext
+from server.static_files import add_static_files
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,13 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(admin.routes)
     app.router.add_routes(live_pages.routes)
     app.router.add_routes(links.routes)
-    app.router.add_static("/static/", WEB_DIR / "static", name="static")
+    add_static_files(app.router, "/static/", WEB_DIR / "static", name="static")
     setup_signaling(app)
     setup_nodelink(app)
     if settings.is_child:
         setup_parent_link(app)
     if SOCKETIO_DIST.is_dir():
-        app.router.add_static("/vendor/socket.io/", SOCKETIO_DIST, name="vendor_socketio")
+        add_static_files(app.router, "/vendor/socket.io/", SOCKETIO_DIST, "vendor_socketio")
     return app
 
 

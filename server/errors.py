@@ -55,7 +55,8 @@ MAX_ROW_ID = 2**31 - 1
 def path_id(request: web.Request, key: str, what: str) -> int:
     """A numeric id from the URL, or the not-found error (never a database overflow)."""
     text = request.match_info[key]
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ROW_ID:
+    # Length first: int() refuses strings past 4300 digits (a ValueError, once a 500).
+    if len(text) > 10 or not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ROW_ID:
         raise not_found(what)
     return int(text)
 
@@ -82,7 +83,8 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.read()
         data = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError covers undecodable UTF-8, bad JSON and a number past int()'s digit limit.
+    except (ValueError, RecursionError) as exc:
         raise AppError(400, "bad_json", "The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise AppError(400, "bad_json", "The request body must be a JSON object.")

@@ -135,6 +135,7 @@ MALFORMED = {
     "empty-body": b"",
     "invalid-utf8": b'{"title": "H\xff\xfep"}',
     "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+    "number-past-int-digit-limit": b'{"duration_minutes": ' + b"9" * 5000 + b"}",
 }
 
 
