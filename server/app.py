@@ -21,6 +21,7 @@ from server.errors import ERROR_PAGE, Handler, error_middleware
 from server.logs import AccessLog
 from server.nodelink import setup_nodelink
 from server.parent_link import setup_parent_link
+from server.refused_requests import quiet_refused_requests
 from server.signaling import setup_signaling
 from server.state import CTX, NodeContext
 from server.static_files import add_static_files
@@ -103,6 +104,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     check_aiortc_hooks()  # refuse to start, naming aiortc's version, if an internal is gone
     offer_host_addresses(settings.media_addresses)
+    quiet_refused_requests()
     app = web.Application(
         middlewares=[
             forwarded_middleware,
