@@ -78,6 +78,9 @@ def check_aiortc_hooks() -> None:
         RTCRtpTransceiver.__init__
     ):
         problems.append("RTCRtpTransceiver._codecs")
+    # rooms/liveness.py reads the DTLS transport's receive counter.
+    if "self.__rx_packets += 1" not in inspect.getsource(RTCDtlsTransport._recv_next):
+        problems.append("RTCDtlsTransport.__rx_packets")
     if problems:
         raise AiortcHooksMissing(
             f"aiortc {found} lacks internals the media router needs ({', '.join(problems)}); "

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CHAIR = "chair"
 SITE = "site"
 RELAY = "relay"  # a child node standing for all its sites
+LINK_LOST = ("disconnected", "failed", "closed")  # a site's link so is shown offline
 
 
 class RoomError(Exception):
@@ -174,6 +175,7 @@ class LiveMeeting:
             {"meeting": self.meeting_id, "unit": participant.key, "role": participant.role},
             on_producer=lambda _peer, _slot, _producer: self.route(),
             on_failed=self._peer_failed,
+            on_change=lambda _peer: self.changed(),
         )
         participant.peer = peer
         try:
@@ -465,12 +467,16 @@ class LiveMeeting:
         return [entry for _, entry in sorted(raised, key=lambda item: item[0])]
 
     def site_state(self, p: Participant) -> dict[str, Any]:
+        # The site's media link as the node sees it (rooms/liveness.py): a link that fell
+        # silent or failed is offline even while its socket is still open.
+        link = p.peer.link if p.peer is not None else "none"
         return {
-            "online": True,
+            "online": link not in LINK_LOST,
+            "link": link,
             "unit": p.key,
             "name": p.unit_name,
             "path": p.unit_path,
-            "media": p.peer is not None and bool(p.peer.producers),
+            "media": p.peer is not None and p.peer.flowing and bool(p.peer.producers),
             "hand_raised": p.hand_raised,
             "muted": p.key in self.muted,
             "mic_on": p.mic_on,

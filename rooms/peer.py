@@ -25,6 +25,7 @@ from aiortc.sdp import SessionDescription
 
 from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
 from rooms.ice import close_peer_connection, enlarge_receive_buffers
+from rooms.liveness import TICK, PacketWatch, connection_state
 from rooms.router import Consumer, Producer, Router
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Peer:
         app_data: dict[str, Any],
         on_producer: Callable[[Peer, Slot, Producer], None],
         on_failed: Callable[[Peer], None],
+        on_change: Callable[[Peer], None] | None = None,
     ) -> None:
         self.router = router
         self.layout = layout
@@ -139,7 +141,10 @@ class Peer:
         self.closed = False
         self._on_producer = on_producer
         self._on_failed = on_failed
+        self._on_change = on_change
         self._watchdog: asyncio.Task[None] | None = None
+        self.watch: PacketWatch | None = None
+        self._liveness: asyncio.Task[None] | None = None
 
     async def answer(self, sdp: str) -> str:
         if self.pc is not None:
@@ -165,8 +170,12 @@ class Peer:
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
-            if pc.connectionState == "failed" and not self.closed:
+            if self.closed:
+                return
+            if pc.connectionState == "failed":
                 self._on_failed(self)
+            elif self._on_change is not None:
+                self._on_change(self)  # connecting → connected: people are told
 
         # m-line order gives each mid its slot; check_offer already matched kinds.
         parsed = SessionDescription.parse(sdp)
@@ -208,8 +217,39 @@ class Peer:
         for slot_name, producer in self.producers.items():
             slot = next(s for s in self.layout if s.name == slot_name)
             self._on_producer(self, slot, producer)
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch_connect())
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.create_task(self._watch_connect())
+        self.watch = PacketWatch(pc)
+        self._liveness = loop.create_task(self._watch_packets(self.watch))
         return str(pc.localDescription.sdp)
+
+    @property
+    def link(self) -> str:
+        """The link as people are told it: ``"connecting"``, ``"connected"``,
+        ``"disconnected"`` (connected, but nothing arrived for ``liveness.SILENCE`` s),
+        ``"failed"`` or ``"closed"``."""
+        if self.closed:
+            return "closed"
+        state = connection_state(self.pc, self.watch)
+        return "connecting" if state in ("none", "new") else state
+
+    @property
+    def flowing(self) -> bool:
+        """Packets are arriving from the participant just now."""
+        return self.link == "connected" and self.watch is not None and self.watch.flowed
+
+    async def _watch_packets(self, watch: PacketWatch) -> None:
+        """Tell the meeting when the link falls silent, and when packets flow again."""
+        flowed = False
+        while not self.closed:
+            await asyncio.sleep(TICK)
+            changed = watch.sample()
+            if changed or watch.flowed is not flowed:
+                flowed = watch.flowed
+                if watch.silent:
+                    log.info("peer %s: no packets for %.1f s", self.app_data, watch.silence)
+                if self._on_change is not None:
+                    self._on_change(self)
 
     async def _watch_connect(self) -> None:
         """A link that does not connect in time is failed, so the client rejoins."""
@@ -222,10 +262,11 @@ class Peer:
         if self.closed:
             return
         self.closed = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        for task in (self._watchdog, self._liveness):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for consumer in self.consumers.values():
             self.router.close_consumer(consumer)
         for producer in self.producers.values():

@@ -9,6 +9,8 @@ asked to watch) leaves through Consumers like any slot.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -22,6 +24,7 @@ from aiortc import (
 
 from rooms.hooks import AUDIO_MIME, VIDEO_MIME, attach_consumer, attach_producer
 from rooms.ice import close_peer_connection, enlarge_receive_buffers
+from rooms.liveness import TICK, PacketWatch
 from rooms.meeting import LiveMeeting
 from rooms.peer import RELAY_LAYOUT, Slot
 from rooms.router import Consumer, Producer
@@ -51,6 +54,9 @@ class UplinkLink:
         self._mid_slot: dict[str, Slot] = {}
         self.closed = False
         self.pc.on("track", self._on_track)
+        # What arrives from the parent, so GET /api/links tells a silent link from a live one.
+        self.watch = PacketWatch(self.pc)
+        self._liveness: asyncio.Task[None] | None = None
 
     async def offer(self) -> str:
         app_data = {"meeting": self.live.meeting_id, "unit": self.node_code, "role": "uplink"}
@@ -91,6 +97,13 @@ class UplinkLink:
         self.live.upstream = dict(self.producers)
         self.live.up_slots = dict(self.consumers)
         self.live.route()
+        if self._liveness is None:
+            self._liveness = asyncio.get_running_loop().create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(TICK)
+            self.watch.sample()
 
     @property
     def connected(self) -> bool:
@@ -100,6 +113,10 @@ class UplinkLink:
         if self.closed:
             return
         self.closed = True
+        if self._liveness is not None:
+            self._liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._liveness
         if not self.live.upstream or all(
             self.live.upstream.get(k) is p for k, p in self.producers.items()
         ):

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from server.demo import DEMO_PASSWORD
+from server.signaling import REGISTRY
 from tests.conftest import Session, Tree
 from tests.live_helpers import (
     join_site,
@@ -89,3 +91,56 @@ async def test_links_are_for_administrators_and_show_the_uplink_carrying_the_pro
 
     for s in (chair, site):
         await s.close()
+
+
+async def _admin(node: Session, username: str, unit: str) -> None:
+    status, body = await node.call(
+        "POST",
+        "/api/users",
+        {
+            "username": username,
+            "full_name": f"Quản trị {unit}",
+            "role": "admin",
+            "unit": unit,
+            "password": DEMO_PASSWORD,
+        },
+    )
+    assert status == 201, body
+
+
+@pytest.mark.timeout(120)
+async def test_an_administrator_sees_only_the_live_meetings_and_relays_of_their_subtree(
+    tree: Tree,
+) -> None:
+    province = tree.province
+    root_admin = await province.login("quantri")
+    await _admin(root_admin, "qt.cm-nh-rg", "CM-NH-RG")  # a commune of the other district
+    await _admin(root_admin, "qt.cm-nh", "CM-NH")
+    chair_session = await province.login("chutri")
+    only_nc = await schedule(chair_session, title="Chỉ Năm Căn", invited_subtrees=["CM-NC"])
+    both = await schedule(chair_session, title="Cả hai huyện", invited_subtrees=["CM-NC", "CM-NH"])
+    chairs = [await start_as_chair(province, chair_session, mid) for mid in (only_nc, both)]
+    try:
+        await wait_for(
+            lambda: all(
+                len(province.app[REGISTRY].get(mid).relays) == n  # type: ignore[union-attr]
+                for mid, n in ((only_nc, 1), (both, 2))
+            ),
+            20,
+            "the districts' relays to join",
+        )
+
+        async def seen(session: Session) -> dict[int, list[str]]:
+            return {
+                m["meeting_id"]: [r["node"] for r in m["relays"]]
+                for m in (await _links(session))["meetings"]
+            }
+
+        assert await seen(root_admin) == {only_nc: ["CM-NC"], both: ["CM-NC", "CM-NH"]}
+        # A district's administrator: the meeting its district is invited to, its own relay.
+        assert await seen(await province.login("qt.cm-nh")) == {both: ["CM-NH"]}
+        # A commune's: the same meeting (its district is invited whole), no node's relay.
+        assert await seen(await province.login("qt.cm-nh-rg")) == {both: []}
+    finally:
+        for chair in chairs:
+            await chair.close()

@@ -602,6 +602,7 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
     state = await chair.state_where(lambda s: len(s["sites"]) == 1, "the site is listed")
     assert state["sites"][0] == {
         "online": True,
+        "link": "none",
         "unit": "CM-NC-HR",
         "name": "Xã Hàm Rồng",
         "path": HR_PATH,
