@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import auth
 from server.api import ok
+from server.atomic import atomic
 from server.errors import (
     AppError,
     field_errors,
@@ -106,7 +107,7 @@ async def add_unit(node: NodeContext, admin: auth.CurrentUser, data: UnitIn) -> 
         raise AppError(
             409, "duplicate", f"A unit with code {data.code!r} exists.", {"code": "already exists"}
         )
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         unit = Unit(code=data.code, name=data.name, level=data.level, parent_id=parent_id)
         db.add(unit)
         try:
@@ -132,18 +133,19 @@ async def _scoped_user(
     return user
 
 
+def _username_taken(username: str) -> AppError:
+    return AppError(
+        409, "duplicate", f"The username {username!r} is taken.", {"username": "already taken"}
+    )
+
+
 async def add_user(node: NodeContext, admin: auth.CurrentUser, data: UserIn) -> User:
     unit_id = _unit_in_scope(node, admin, data.unit, "unit")
     password_hash = await auth.hash_password(node, data.password)
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         exists = await db.execute(select(User.id).where(User.username == data.username))
         if exists.first() is not None:
-            raise AppError(
-                409,
-                "duplicate",
-                f"The username {data.username!r} is taken.",
-                {"username": "already taken"},
-            )
+            raise _username_taken(data.username)
         user = User(
             username=data.username,
             full_name=data.full_name,
@@ -153,7 +155,10 @@ async def add_user(node: NodeContext, admin: auth.CurrentUser, data: UserIn) -> 
             active=True,
         )
         db.add(user)
-        await db.flush()
+        try:
+            await db.flush()
+        except IntegrityError as exc:  # a parallel request took the name after the check
+            raise _username_taken(data.username) from exc
     return user
 
 

@@ -136,6 +136,9 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._beats: dict[str, float] = {}  # sid -> last heard
         self._silent: set[str] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        # Sockets between their connect and the start of their disconnect (a relay_join that
+        # awaited while its socket closed must not leave a relay behind).
+        self._linked: set[str] = set()
 
     @property
     def node(self) -> NodeContext:
@@ -155,11 +158,13 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             ) from None
         await self.save_session(sid, {"node": info, "units": [], "relays": {}, "address": address})
         self._beats[sid] = time.monotonic()
+        self._linked.add(sid)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         log.info("node %s linked from %s", info.code, address)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._linked.discard(sid)
         self._beats.pop(sid, None)
         self._silent.discard(sid)
         session = await self.get_session(sid)
@@ -195,6 +200,8 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- liveness -------------------------------------------------------------------------------
 
     def _heard(self, sid: str) -> None:
+        if sid not in self._linked:
+            return  # an event handled after its socket closed must not revive its beat
         self._beats[sid] = time.monotonic()
         if sid in self._silent:
             self._silent.discard(sid)
@@ -281,7 +288,11 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._floor_sent.pop(data.meeting_id, None)  # the newcomer must hear who speaks
         await live.join(relay)
         session["relays"][data.meeting_id] = True
-        await self.save_session(sid, session)
+        with contextlib.suppress(KeyError):  # the socket is gone: checked just below
+            await self.save_session(sid, session)
+        if sid not in self._linked:  # it closed during the join: leave no relay behind
+            await self._leave(sid, session, data.meeting_id, lost=True)
+            return fail("not_joined", "The link closed during the join.")
         return ok(layout=[s.public() for s in live.layout(RELAY)])
 
     async def _relay_offer(self, sid: str, data: RelayOffer) -> dict[str, Any]:

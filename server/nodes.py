@@ -19,8 +19,10 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from server import auth
+from server.atomic import is_contention, is_unique_violation
 from server.errors import AppError
 from server.models import Node, NodeUnit, Unit, utcnow
 from server.state import NodeContext
@@ -32,6 +34,7 @@ SECRET_BYTES = 32
 SECRET_RE = re.compile(r"[A-Za-z0-9_-]{43,128}")  # token_urlsafe(32) gives 43 characters
 MAX_CREDENTIAL = 64 + 1 + 128
 MAX_URL = 300
+ISSUE_ATTEMPTS = 5
 
 _STATUS = {"bad_credential": 401, "unit_out_of_scope": 403, "unknown_node": 404}
 _MESSAGES = {"bad_credential": "The node credential is not valid."}
@@ -114,6 +117,26 @@ async def issue_credential(
     url = check_url(url)
     secret = secrets.token_urlsafe(SECRET_BYTES)
     secret_hash = await auth.hash_password(node_ctx, secret)
+    # Two runs at once for one code: the one that finds its reading stale (a key the other
+    # just added) reads again and replaces the other's credential, as a later run would.
+    for attempt in range(ISSUE_ATTEMPTS):
+        try:
+            await _store_node(node_ctx, code, wanted, url, secret_hash)
+            break
+        except DBAPIError as exc:
+            if not (is_unique_violation(exc) or is_contention(exc)):
+                raise
+            if attempt == ISSUE_ATTEMPTS - 1:
+                raise NodeError(
+                    "busy", f"node {code!r} is being registered at the same time; run it again"
+                ) from exc
+    log.info("credential issued for node %s (units %s)", code, ", ".join(wanted))
+    return f"{code}.{secret}"
+
+
+async def _store_node(
+    node_ctx: NodeContext, code: str, wanted: list[str], url: str, secret_hash: str
+) -> None:
     async with node_ctx.sessionmaker() as db, db.begin():
         rows = (await db.execute(select(Unit).where(Unit.code.in_(wanted)))).scalars().all()
         unit_ids = {u.code: u.id for u in rows}
@@ -131,8 +154,6 @@ async def issue_credential(
         # Keep the rows of units that stay, so no (node, unit) key is deleted and re-added.
         kept = {nu.unit_id: nu for nu in node.units} if node.id is not None else {}
         node.units = [kept.get(unit_ids[c]) or NodeUnit(unit_id=unit_ids[c]) for c in wanted]
-    log.info("credential issued for node %s (units %s)", code, ", ".join(wanted))
-    return f"{code}.{secret}"
 
 
 async def revoke(node_ctx: NodeContext, code: str) -> NodeInfo:

@@ -8,6 +8,7 @@ return value is the acknowledgement: ``{"ok": true, ...}`` or ``{"ok": false, "e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
@@ -92,6 +93,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._dirty: set[int] = set()
         self._flush: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Sockets between their connect and the start of their disconnect: a handler that
+        # awaited meanwhile checks here that its socket is still there (a join racing a close).
+        self._connected: set[str] = set()
         self.handlers: dict[str, Handler] = {
             "join": self._join,
             "offer": self._offer,
@@ -123,8 +127,10 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "not_authenticated", {"error": "not_authenticated", "message": "Log in first."}
             )
         await self.save_session(sid, {"user": user})
+        self._connected.add(sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._connected.discard(sid)
         session = await self.get_session(sid)
         await self._depart(sid, session)
 
@@ -151,7 +157,10 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 exc.code if exc.code in ("meeting_not_found",) else "forbidden", exc.message
             )
         except Exception:
-            log.exception("event %s failed", event)
+            if sid not in self._connected:  # its socket closed meanwhile: nobody to answer
+                log.info("event %s of a closed socket dropped", event, extra={"peer": sid})
+            else:
+                log.exception("event %s failed", event)
             return fail("internal_error")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -241,10 +250,16 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             sid=sid,
         )
         old = await live.join(participant)
+        session["meeting_id"] = meeting.id
         if old is not None and old.sid != sid:
             await self.emit("replaced", {"meeting_id": meeting.id}, to=old.sid)
-        session["meeting_id"] = meeting.id
-        await self.save_session(sid, session)
+        with contextlib.suppress(KeyError):  # the socket is gone: checked just below
+            await self.save_session(sid, session)
+        if sid not in self._connected:
+            # It closed while this join awaited: its disconnect may have found nothing to
+            # remove, so remove the participant here (leaving twice is harmless).
+            await self._depart(sid, session)
+            return fail("not_joined", "The socket closed during the join.")
         log.info("joined", extra={"meeting": meeting.id, "unit": unit.code, "peer": sid})
         return ok(
             role=role,
