@@ -3,8 +3,10 @@
 Each node gets its own data directory under ``DATA_DIR/nodes/`` (migrated, demo-seeded),
 the province issues the districts' credentials, each node's settings are written to
 ``node.toml`` there (mode 600: it holds the credential), and the three are started as
-``hoinghi serve`` subprocesses with ``HOINGHI_*`` variables. Ctrl-C (or SIGTERM) stops all
-three, districts first. A second run reuses the directories and issues fresh credentials.
+``hoinghi serve`` subprocesses with ``HOINGHI_*`` variables. A node that stops is reported
+and the others keep running; typing its number restarts it (server/demo_supervisor.py).
+Ctrl-C (or SIGTERM) stops all three, districts first. A second run reuses the directories
+and issues fresh credentials.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import IO, Any
 
 from server.config import ENV_PREFIX, Settings, load_settings
 from server.db import create_engine, migrate
+from server.demo_supervisor import Supervisor, hint_lines
 
 # Settings a demo node takes from the caller's environment (the machine's media addresses
 # are the same for every node on it); every other HOINGHI_* variable (database, secret,
@@ -176,14 +179,17 @@ def summary(nodes: list[DemoNode], procs: list[subprocess.Popen[bytes]]) -> Iter
     province, nc, nh = nodes
     yield ""
     yield "three demo nodes are running (Ctrl-C stops all three):"
-    for n, p in zip(nodes, procs, strict=True):
+    for number, (n, p) in enumerate(zip(nodes, procs, strict=True), start=1):
         role = "province" if not n.parent_url else f"district {n.served_units[0]}"
-        yield f"  {role:<18} {n.url}/  pid {p.pid}  settings {n.data_dir / 'node.toml'}"
+        yield f"  {number}  {role:<18} {n.url}/  pid {p.pid}  settings {n.data_dir / 'node.toml'}"
     yield f"log in with password '{DEMO_PASSWORD}':"
     yield f"  chair of the province      {province.url}/  as chutri"
     yield f"  commune of Huyện Năm Căn   {nc.url}/  as kt.cm-nc-hr"
     yield f"  commune of Huyện Ngọc Hiển {nh.url}/  as kt.cm-nh-dmu"
     yield "an operator who opens the wrong node is shown a link to the right one"
+    yield "a node that stops is reported here and the others keep running:"
+    for line in hint_lines(len(nodes)):
+        yield f"  {line}"
 
 
 def hoinghi_command() -> list[str]:
@@ -200,6 +206,7 @@ def start_process(node: DemoNode, output: IO[bytes] | None = None) -> subprocess
         [*hoinghi_command(), "serve"],
         env=node_env(node),
         start_new_session=True,
+        stdin=subprocess.DEVNULL,  # what is typed is for this command (a restart), not a node
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
     )
@@ -233,7 +240,6 @@ def run_demo_nodes(settings: Settings, base_port: int) -> int:
 
     previous = signal.signal(signal.SIGTERM, _on_term)
     procs: list[subprocess.Popen[bytes]] = []
-    code = 0
     try:
         # The province first, so the districts find it up when they link.
         for group in (nodes[:1], nodes[1:]):
@@ -244,11 +250,8 @@ def run_demo_nodes(settings: Settings, base_port: int) -> int:
                 print(f"hoinghi: {problem}", flush=True)
                 return 1
         print("\n".join(summary(nodes, procs)), flush=True)
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        stopped = next(n for n, p in zip(nodes, procs, strict=True) if p.poll() is not None)
-        print(f"hoinghi: the {stopped.name} node stopped; stopping the others", flush=True)
-        code = 1
+        # Until Ctrl-C or SIGTERM; a node that stops is reported and restarted on request.
+        Supervisor(nodes, procs, start_process, wait_answering).run()
     except (KeyboardInterrupt, _Stop):
         print("\nstopping the demo nodes…", flush=True)
     finally:
@@ -260,4 +263,4 @@ def run_demo_nodes(settings: Settings, base_port: int) -> int:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, signal.default_int_handler)
     print("all demo nodes stopped", flush=True)
-    return code
+    return 0

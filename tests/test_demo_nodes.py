@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from server.demo import DEMO_PASSWORD
-from server.demo_nodes import hoinghi_command
+from server.demo_nodes import answers, hoinghi_command
 
 
 def free_base_port() -> int:
@@ -39,7 +39,9 @@ def free_base_port() -> int:
     raise RuntimeError("no three consecutive free ports")
 
 
-def start_demo(tmp_path: Path, base: int, log: Path) -> subprocess.Popen[bytes]:
+def start_demo(
+    tmp_path: Path, base: int, log: Path, stdin: int | None = None
+) -> subprocess.Popen[bytes]:
     command = hoinghi_command()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOINGHI_")}
     env["HOINGHI_DATA_DIR"] = str(tmp_path / "var")
@@ -48,6 +50,7 @@ def start_demo(tmp_path: Path, base: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [*command, "demo", "--nodes", "3", "--base-port", str(base)],
             env=env,
+            stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -150,3 +153,66 @@ async def test_demo_starts_three_linked_nodes_and_stops_them(tmp_path: Path) -> 
         if proc.poll() is None:
             stop(proc, log2)
     assert_gone(pids)
+
+
+async def answering(url: str) -> bool:
+    return await asyncio.to_thread(answers, url)
+
+
+@pytest.mark.timeout(180)
+async def test_a_killed_district_is_reported_the_others_keep_running_and_it_restarts(
+    tmp_path: Path,
+) -> None:
+    base = free_base_port()
+    province, nc, nh = (f"http://127.0.0.1:{base + i}" for i in range(3))
+    linked_nc = f"linked to parent {province} as CM-NC"
+    log = tmp_path / "demo.log"
+    proc = start_demo(tmp_path, base, log, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        text = await wait_for_log(log, proc, "three demo nodes are running", linked_nc)
+        hint = "type a stopped node's number (1-3) and Enter to restart it"
+        assert hint in text
+        assert "gõ số của một nút đã dừng (1-3) rồi Enter để khởi động lại nó" in text
+        pids = [int(p) for p in re.findall(r"  pid (\d+)  ", text)]
+        assert len(pids) == 3
+        os.kill(pids[1], signal.SIGKILL)  # the Năm Căn district dies
+
+        text = await wait_for_log(log, proc, "node 2 (cm-nc, district CM-NC) stopped")
+        assert "nút 2 (cm-nc, huyện CM-NC) đã dừng" in text
+        assert "Type 2 and Enter to restart it" in text
+        assert "Gõ 2 rồi Enter để khởi động lại nó" in text
+        assert "stopping the others" not in text
+        # The province and the other district go on, and still serve their users.
+        await asyncio.sleep(2)
+        assert proc.poll() is None
+        assert await answering(province)
+        assert await answering(nh)
+        assert not await answering(nc)
+        assert (await login(nh, "kt.cm-nh-dmu"))["served_by"] is None
+
+        # An unknown line gets the hint; the node's number restarts it.
+        proc.stdin.write(b"what now\n")
+        proc.stdin.flush()
+        await wait_for_log(log, proc, "hoinghi: gõ số của một nút", f"         {hint}")
+        proc.stdin.write(b"r 2\n")
+        proc.stdin.flush()
+        text = await wait_for_log(log, proc, "node 2 (cm-nc, district CM-NC) is running again")
+        assert "restarting node 2 (cm-nc, district CM-NC)" in text
+        new_pid = int(re.findall(r"is running again: \S+  pid (\d+)", text)[-1])
+        assert new_pid != pids[1]
+        assert await answering(nc)
+        # It links to the province again, with the credential it was started with.
+        deadline = time.monotonic() + 60
+        while log.read_text(encoding="utf-8").count(linked_nc) < 2:
+            assert time.monotonic() < deadline, "the restarted district never linked again"
+            await asyncio.sleep(0.2)
+        assert (await login(nc, "kt.cm-nc-hr"))["served_by"] is None
+        # Asking for a running node restarts nothing.
+        proc.stdin.write(b"2\n")
+        proc.stdin.flush()
+        await wait_for_log(log, proc, "node 2 (cm-nc, district CM-NC) is running:")
+    finally:
+        if proc.poll() is None:
+            stop(proc, log)
+    assert_gone([pids[0], new_pid, pids[2]])
