@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import auth
+from server import auth, login_limit
 from server.api import ok
 from server.atomic import atomic
 from server.errors import (
@@ -192,6 +192,14 @@ async def change_user(
     return user
 
 
+async def unlock_user(node: NodeContext, admin: auth.CurrentUser, user_id: int) -> User:
+    """Forget every failed login of a user in the admin's subtree (404 outside it)."""
+    async with atomic(node.sessionmaker) as db:
+        user = await _scoped_user(db, node, admin, user_id)
+        await login_limit.unlock(db, user.username)
+    return user
+
+
 async def users_in_scope(node: NodeContext, admin: auth.CurrentUser) -> list[User]:
     scope = node.units.subtree_ids(admin.unit_id)
     async with node.sessionmaker() as db:
@@ -244,7 +252,11 @@ async def api_unit_rename(request: web.Request) -> web.StreamResponse:
 async def api_users(request: web.Request) -> web.StreamResponse:
     admin = auth.require_user(request, roles=[Role.ADMIN])
     node = ctx(request)
-    return ok(users=[user_json(node, u) for u in await users_in_scope(node, admin)])
+    users = await users_in_scope(node, admin)
+    failed = await login_limit.recent_failures(node, (u.username for u in users))
+    return ok(
+        users=[user_json(node, u) | {"failed_logins": failed.get(u.username, 0)} for u in users]
+    )
 
 
 @routes.post("/api/users")
@@ -267,6 +279,14 @@ async def api_user_change(request: web.Request) -> web.StreamResponse:
     node = ctx(request)
     user = await change_user(node, admin, _user_id(request), data)
     return ok(user=user_json(node, user))
+
+
+@routes.post("/api/users/{user_id}/unlock")
+async def api_user_unlock(request: web.Request) -> web.StreamResponse:
+    admin = auth.require_user(request, roles=[Role.ADMIN])
+    node = ctx(request)
+    user = await unlock_user(node, admin, _user_id(request))
+    return ok(user=user_json(node, user) | {"failed_logins": 0})
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -308,7 +328,7 @@ async def units_add(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/admin/units?flash=unit_added")
 
 
-def _users_page(
+async def _users_page(
     request: web.Request,
     admin: auth.CurrentUser,
     users: list[User],
@@ -318,11 +338,13 @@ def _users_page(
 ) -> web.Response:
     node = ctx(request)
     units = [{"unit": info, "depth": depth} for info, depth in node.units.walk(admin.unit_id)]
+    failed = await login_limit.recent_failures(node, (u.username for u in users))
     return render(
         request,
         "users.html",
         status=status,
         users=users,
+        failed_logins=failed,
         units=units,
         unit_of=lambda u: node.units.by_id.get(u.unit_id),
         roles=list(Role),
@@ -334,7 +356,7 @@ def _users_page(
 @routes.get("/admin/users", name="admin_users")
 async def users_page(request: web.Request) -> web.StreamResponse:
     admin = auth.require_user(request, roles=[Role.ADMIN])
-    return _users_page(request, admin, await users_in_scope(ctx(request), admin))
+    return await _users_page(request, admin, await users_in_scope(ctx(request), admin))
 
 
 @routes.post("/admin/users")
@@ -349,17 +371,24 @@ async def users_add(request: web.Request) -> web.StreamResponse:
         await add_user(node, admin, UserIn.model_validate(values))
     except ValidationError as exc:
         values.pop("password")
-        return _users_page(
+        return await _users_page(
             request, admin, await users_in_scope(node, admin), 400, values, field_errors(exc)
         )
     except AppError as err:
         if err.status not in (400, 409):
             raise
         values.pop("password")
-        return _users_page(
+        return await _users_page(
             request, admin, await users_in_scope(node, admin), err.status, values, err.fields
         )
     raise web.HTTPSeeOther("/admin/users?flash=user_added")
+
+
+@routes.post("/admin/users/{user_id}/unlock", name="admin_user_unlock")
+async def users_unlock(request: web.Request) -> web.StreamResponse:
+    admin = auth.require_user(request, roles=[Role.ADMIN])
+    await unlock_user(ctx(request), admin, _user_id(request))
+    raise web.HTTPSeeOther("/admin/users?flash=user_unlocked")
 
 
 @routes.post("/admin/users/{user_id}", name="admin_user")
@@ -375,7 +404,7 @@ async def users_change(request: web.Request) -> web.StreamResponse:
     try:
         patch = UserPatch.model_validate(raw)
     except ValidationError as exc:
-        return _users_page(
+        return await _users_page(
             request, admin, await users_in_scope(node, admin), 400, {}, field_errors(exc)
         )
     await change_user(node, admin, _user_id(request), patch)

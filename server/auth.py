@@ -1,4 +1,5 @@
-"""Accounts and access: password hashes, login sessions, CSRF, the failed-login limit.
+"""Accounts and access: password hashes, login sessions, CSRF; the failed-login limit is
+server/login_limit.py.
 
 Every handler asks ``require_user`` (optionally with roles) for the caller; scope checks
 against the unit tree live beside the data they guard (``server/meetings.py``,
@@ -14,15 +15,15 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from aiohttp import web
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import delete, select
 
+from server import login_limit
 from server.errors import AppError, Handler
-from server.models import LoginFailure, Role, Session, User, utcnow
+from server.models import Role, Session, User, utcnow
 from server.state import NodeContext, ctx
 
 log = logging.getLogger(__name__)
@@ -232,44 +233,10 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
 # -- login and logout --------------------------------------------------------------------------
 
 
-async def _failures_since(
-    node: NodeContext, column: InstrumentedAttribute[str], value: str
-) -> tuple[int, datetime | None]:
-    since = utcnow() - timedelta(minutes=node.settings.login_window_minutes)
-    async with node.sessionmaker() as db:
-        count, oldest = (
-            await db.execute(
-                select(func.count(), func.min(LoginFailure.at)).where(
-                    column == value, LoginFailure.at > since
-                )
-            )
-        ).one()
-    return int(count), oldest
-
-
-async def check_login_limit(node: NodeContext, username: str, address: str) -> None:
-    s = node.settings
-    for column, value, limit in (
-        (LoginFailure.username, username, s.login_max_failures_account),
-        (LoginFailure.address, address, s.login_max_failures_address),
-    ):
-        count, oldest = await _failures_since(node, column, value)
-        if count >= limit:
-            wait = s.login_window_minutes
-            if oldest is not None:
-                elapsed = utcnow() - oldest
-                wait = max(1, s.login_window_minutes - int(elapsed.total_seconds() // 60))
-            raise AppError(
-                429,
-                "too_many_failures",
-                f"Too many failed logins. Try again in {wait} minute(s).",
-                {"retry_after_minutes": str(wait)},
-            )
-
-
 async def authenticate(node: NodeContext, username: str, password: str, address: str) -> User:
     username = username.strip().lower()[:64]
-    await check_login_limit(node, username, address)
+    # Counted before the password is checked, so parallel guesses cannot outrun the limit.
+    await login_limit.reserve(node, username, address)
     async with node.sessionmaker() as db:
         user = (
             await db.execute(select(User).where(User.username == username))
@@ -278,12 +245,10 @@ async def authenticate(node: NodeContext, username: str, password: str, address:
     stored = user.password_hash if user is not None else node.extras["dummy_hash"]
     ok = await verify_password(node, stored, password)
     if user is None or not ok or not user.active:
-        async with node.sessionmaker() as db, db.begin():
-            db.add(LoginFailure(username=username, address=address))
         log.info("failed login for %r from %s", username, address)
         raise AppError(401, "bad_credentials", "Wrong username or password.")
     async with node.sessionmaker() as db, db.begin():
-        await db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        await login_limit.succeeded(db, username, address)
         if node.hasher.check_needs_rehash(user.password_hash):
             db_user = await db.get(User, user.id)
             if db_user is not None:

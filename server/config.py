@@ -45,13 +45,25 @@ class Settings(BaseModel):
         description="Honour X-Forwarded-Proto, -For and -Host from a reverse proxy.",
     )
     session_hours: float = Field(12.0, gt=0, description="Lifetime of a login session.")
-    login_max_failures_account: int = Field(
-        5, ge=1, description="Failed logins per account within the window before a lock."
+    login_max_failures_pair: int = Field(
+        5,
+        ge=1,
+        description="Failed logins for one account from one client address within the "
+        "window; further logins of that account from that address wait for the window.",
     )
-    login_max_failures_address: int = Field(
-        20, ge=1, description="Failed logins per client address within the window."
+    login_delay_after: int = Field(
+        5,
+        ge=1,
+        description="Failed logins of one account (from any address) within the window "
+        "after which each further login waits 2^k s after the last failure (k = failures "
+        "past this number).",
     )
-    login_window_minutes: int = Field(15, ge=1, description="Window for the failed-login limit.")
+    login_delay_max_seconds: int = Field(
+        300, ge=1, description="The longest per-account delay between logins."
+    )
+    login_window_minutes: int = Field(
+        15, ge=1, description="Window in which failed logins are counted."
+    )
     parent_url: str = Field(
         "", description="URL of the parent node; empty for the root (or the embedded node)."
     )

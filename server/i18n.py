@@ -92,6 +92,9 @@ VI: dict[str, str] = {
     "The unit has been added.": "Đã thêm đơn vị.",
     "The user has been added.": "Đã thêm người dùng.",
     "The user has been updated.": "Đã cập nhật người dùng.",
+    "Unlock login": "Mở khoá đăng nhập",
+    "{count} failed logins": "{count} lần đăng nhập sai",
+    "The login has been unlocked.": "Đã mở khoá đăng nhập.",
     "At least 8 characters.": "Ít nhất 8 ký tự.",
     # live meeting (templates and server/live_pages.py LIVE_STRINGS)
     "Join the meeting": "Vào phòng họp",
@@ -200,7 +203,7 @@ VI: dict[str, str] = {
 # Messages for error codes, shown on pages; API clients get the English message and the code.
 ERRORS_VI: dict[str, str] = {
     "bad_credentials": "Sai tên đăng nhập hoặc mật khẩu.",
-    "too_many_failures": "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {minutes} phút.",
+    "too_many_failures": "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {wait}.",
     "csrf_failed": "Biểu mẫu đã hết hạn hoặc không đến từ trang này; vui lòng tải lại trang.",
     "forbidden": "Bạn không có quyền thực hiện thao tác này.",
     "not_authenticated": "Vui lòng đăng nhập.",

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from server import auth, meetings
+from server import auth, login_limit, meetings
 from server.atomic import atomic
 from server.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
@@ -62,9 +62,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except AppError as err:
         _prepare_prelogin(request)
         lang = request_lang(request)
-        text = error_text(
-            lang, err.code, err.message, minutes=err.fields.get("retry_after_minutes", "15")
-        )
+        seconds = int(err.fields.get("retry_after_seconds", "60"))
+        text = error_text(lang, err.code, err.message, wait=login_limit.wait_words(lang, seconds))
         return render(
             request, "login.html", status=err.status, next=target, error=text, username=username
         )

@@ -298,7 +298,8 @@ async def test_account_is_locked_after_five_failures_even_for_right_password(nod
     assert status == 429
     assert body["error"] == "too_many_failures"
     assert body["message"] == "Too many failed logins. Try again in 15 minute(s)."
-    assert body["fields"] == {"retry_after_minutes": "15"}
+    assert body["fields"]["retry_after_minutes"] == "15"
+    assert 14 * 60 < int(body["fields"]["retry_after_seconds"]) <= 15 * 60
 
     # The page says it in Vietnamese, with the minutes.
     browser = await node.anonymous()
@@ -307,7 +308,7 @@ async def test_account_is_locked_after_five_failures_even_for_right_password(nod
     assert "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút." in html
     assert SESSION_COOKIE not in set_cookies(resp)
 
-    # Only that account is locked: another user from the same address still logs in.
+    # Only that account from that address: another user from the same address still logs in.
     status, body = await try_login(node, "thuky", DEMO_PASSWORD)
     assert status == 200, body
 
@@ -332,7 +333,7 @@ async def test_account_lock_lifts_when_failures_leave_the_window(node: Node) -> 
         await db.execute(update(LoginFailure).values(at=utcnow() - timedelta(minutes=10)))
     status, body = await try_login(node, "chutri", DEMO_PASSWORD)
     assert status == 429
-    assert body["fields"] == {"retry_after_minutes": "5"}
+    assert body["fields"]["retry_after_minutes"] == "5"
 
     async with node.app[CTX].sessionmaker() as db, db.begin():
         await db.execute(update(LoginFailure).values(at=utcnow() - timedelta(minutes=16)))
@@ -340,39 +341,18 @@ async def test_account_lock_lifts_when_failures_leave_the_window(node: Node) -> 
     assert status == 200, body
 
 
-async def test_client_address_is_locked_after_failures_across_usernames(
-    aiohttp_client: AiohttpClient, tmp_path: Path, sqlite_url: str
+async def test_failures_on_many_accounts_from_one_address_do_not_lock_out_a_colleague(
+    node: Node,
 ) -> None:
-    limited = await start_node(aiohttp_client, tmp_path, sqlite_url, login_max_failures_address=3)
-    try:
-        for name in ("chutri", "thuky", "khong.ton.tai"):
-            status, body = await try_login(limited, name, "wrong")
+    # A whole commune sits behind one NAT address: someone there mistyping (or guessing)
+    # on several accounts locks none but those accounts from there.
+    for name in ("chutri", "thuky", "khong.ton.tai"):
+        for _ in range(5):
+            status, body = await try_login(node, name, "wrong")
             assert (status, body["error"]) == (401, "bad_credentials"), name
-
-        # quantri never failed, but this address has: refused with the right password.
-        status, body = await try_login(limited, "quantri", DEMO_PASSWORD)
-        assert status == 429
-        assert body["error"] == "too_many_failures"
-        assert "minute" in body["message"]
-        browser = await limited.anonymous()
-        resp, html = await form_login(browser, "quantri", DEMO_PASSWORD)
-        assert resp.status == 429
-        assert "Vui lòng thử lại sau 15 phút." in html
-    finally:
-        await limited.close()
-
-
-async def test_two_address_failures_do_not_lock_with_limit_three(
-    aiohttp_client: AiohttpClient, tmp_path: Path, sqlite_url: str
-) -> None:
-    limited = await start_node(aiohttp_client, tmp_path, sqlite_url, login_max_failures_address=3)
-    try:
-        for name in ("chutri", "thuky"):
-            assert (await try_login(limited, name, "wrong"))[0] == 401
-        status, body = await try_login(limited, "quantri", DEMO_PASSWORD)
-        assert status == 200, body
-    finally:
-        await limited.close()
+        assert (await try_login(node, name, "wrong"))[0] == 429
+    status, body = await try_login(node, "quantri", DEMO_PASSWORD)
+    assert status == 200, body
 
 
 # -- cookies ---------------------------------------------------------------------------------------
@@ -436,7 +416,7 @@ async def test_forwarded_https_header_is_ignored_without_trust_forwarded(node: N
     assert "Strict-Transport-Security" not in resp.headers
 
 
-async def test_forwarded_client_address_counts_for_the_address_limit_only_when_trusted(
+async def test_forwarded_client_address_counts_for_the_pair_limit_when_trusted(
     aiohttp_client: AiohttpClient, tmp_path: Path, sqlite_url: str
 ) -> None:
     proxied = await start_node(
@@ -444,16 +424,16 @@ async def test_forwarded_client_address_counts_for_the_address_limit_only_when_t
         tmp_path,
         sqlite_url,
         trust_forwarded=True,
-        login_max_failures_address=2,
+        login_max_failures_pair=2,
     )
     try:
-        for name in ("chutri", "thuky"):
+        for _ in range(2):
             session = await proxied.anonymous()
             resp = await api_login_response(
-                session, name, "wrong", **{"X-Forwarded-For": "203.0.113.7"}
+                session, "quantri", "wrong", **{"X-Forwarded-For": "203.0.113.7"}
             )
             assert resp.status == 401
-        # That client is locked out; another client behind the same proxy is not.
+        # That client is refused for this account; another client behind the proxy is not.
         session = await proxied.anonymous()
         resp = await api_login_response(
             session, "quantri", DEMO_PASSWORD, **{"X-Forwarded-For": "203.0.113.7"}

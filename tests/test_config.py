@@ -24,8 +24,9 @@ def test_without_file_or_environment_the_documented_defaults_apply() -> None:
     assert settings.host == "127.0.0.1"
     assert settings.port == 8080
     assert settings.timezone == "Asia/Ho_Chi_Minh"
-    assert settings.login_max_failures_account == 5
-    assert settings.login_max_failures_address == 20
+    assert settings.login_max_failures_pair == 5
+    assert settings.login_delay_after == 5
+    assert settings.login_delay_max_seconds == 300
     assert settings.trust_forwarded is False
     assert settings.tls_enabled is False
 
@@ -68,12 +69,12 @@ def test_environment_strings_become_typed_values() -> None:
     settings = load_settings(
         environ={
             "HOINGHI_TRUST_FORWARDED": "true",
-            "HOINGHI_LOGIN_MAX_FAILURES_ACCOUNT": "3",
+            "HOINGHI_LOGIN_MAX_FAILURES_PAIR": "3",
             "HOINGHI_DATA_DIR": "/srv/hoinghi",
         }
     )
     assert settings.trust_forwarded is True
-    assert settings.login_max_failures_account == 3
+    assert settings.login_max_failures_pair == 3
     assert settings.data_dir == Path("/srv/hoinghi")
     assert settings.effective_database_url == "sqlite+aiosqlite:////srv/hoinghi/hoinghi.sqlite3"
 
@@ -116,7 +117,8 @@ def test_unknown_key_in_file_is_refused_naming_the_key(tmp_path: Path) -> None:
         ("log_format", "xml"),
         ("default_language", "fr"),
         ("session_hours", "0"),
-        ("login_max_failures_account", "0"),
+        ("login_max_failures_pair", "0"),
+        ("login_delay_max_seconds", "0"),
     ],
 )
 def test_bad_value_in_environment_is_refused_naming_the_key(key: str, env_value: str) -> None:
