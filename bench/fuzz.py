@@ -14,7 +14,7 @@ one JSON object: ``inputs`` per surface, ``by_answer`` (HTTP status and code, or
 acknowledgement's code), ``server_errors`` (5xx, ``internal_error``, anything logged at
 ERROR), ``tracebacks_to_client``, ``undocumented``, ``no_answer``, ``seconds``.
 
-    .venv/bin/python bench/fuzz.py                      # about 10 minutes on 2 cores
+    .venv/bin/python bench/fuzz.py                      # about 6 minutes on 2 cores
     .venv/bin/python bench/fuzz.py --inputs 500         # a quick look
 """
 
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument(
         "--budget",
         type=float,
-        default=240.0,
+        default=420.0,
         help="seconds at most per surface (a cut-short surface is reported in cut_short)",
     )
     parser.add_argument("--surfaces", default=",".join(SURFACES))
