@@ -318,6 +318,10 @@ def meeting_json(
             tree.get(i.unit_id).code for i in meeting.invites if i.whole_subtree
         ),
         "sites": sorted(tree.get(uid).code for uid in site_ids(meeting, tree)),
+        # A meeting mirrored from the parent node: the parent's URL and its id there (how a
+        # child node's operator finds the local id of the parent's meeting); else both null.
+        "origin": meeting.origin,
+        "origin_meeting_id": meeting.origin_meeting_id,
     }
     if user is not None:
         out["can_manage"] = may_manage(user, tree, meeting) and (

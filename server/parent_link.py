@@ -81,6 +81,13 @@ class ParentLink:
         self._refused_with: str | None = None
         self.links: dict[int, UplinkLink] = {}  # by local meeting id
         self.parent_ids: dict[int, int] = {}  # local meeting id -> the parent's id
+        # Each ``meeting`` event is mirrored in its own task: one at a time, in the order
+        # received (the lock is FIFO), so two never insert one meeting or merge invitations.
+        self._mirror_lock = asyncio.Lock()
+        # Local ids of every meeting mirrored from the parent (loaded at startup, then kept
+        # by ``mirror``): their ``upper_level`` is this link's state from the first join on,
+        # "connecting" before a restarted node has linked, never null.
+        self.mirrored: set[int] = set()
         self._presence_due: set[int] = set()
         self._presence_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -110,13 +117,18 @@ class ParentLink:
     def node(self) -> NodeContext:
         return self.app[CTX]
 
+    async def load_mirrored(self) -> None:
+        async with self.node.sessionmaker() as db:
+            rows = await db.execute(select(Meeting.id).where(Meeting.origin.is_not(None)))
+            self.mirrored.update(rows.scalars())
+
     def start(self) -> None:
         self.app[MEETING_NS].observers.append(self._local_change)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _set_upper(self, state: str) -> None:
         self.state = state
-        for local_id in self.parent_ids:
+        for local_id in self.mirrored | set(self.parent_ids):
             live = self.app[REGISTRY].get(local_id)
             if live is not None and live.upper != state:
                 live.upper = state
@@ -284,6 +296,8 @@ class ParentLink:
 
     def _local_change(self, live: Any) -> None:
         """A local live meeting changed: report its sites up (coalesced)."""
+        if live.meeting_id in self.mirrored and live.upper != self.state:
+            live.upper = self.state  # opened here before the link was up (a restart)
         if live.meeting_id not in self.links or not self.connected.is_set():
             return
         self._presence_due.add(live.meeting_id)
@@ -328,7 +342,7 @@ class ParentLink:
         status = MeetingStatus(summary["status"])
         invites = [(code, False) for code in summary["invited_units"]]
         invites += [(code, True) for code in summary["invited_subtrees"]]
-        async with node.sessionmaker() as db, db.begin():
+        async with self._mirror_lock, node.sessionmaker() as db, db.begin():
             meeting = (
                 await db.execute(
                     select(Meeting).where(
@@ -347,6 +361,7 @@ class ParentLink:
             meeting.starts_at = datetime.fromisoformat(summary["starts_at"])
             meeting.duration_minutes = summary["duration_minutes"]
             meeting.status = status
+            meeting.version = (meeting.version or 0) + 1  # as every change (meetings.claim)
             await db.flush()
             await db.execute(delete(MeetingUnit).where(MeetingUnit.meeting_id == meeting.id))
             db.add_all(
@@ -358,6 +373,7 @@ class ParentLink:
             )
             await db.flush()
             local_id = meeting.id
+        self.mirrored.add(local_id)
         if status is MeetingStatus.LIVE:
             await self._relay(local_id, summary)
         elif status in (MeetingStatus.ENDED, MeetingStatus.CANCELLED):
@@ -467,6 +483,7 @@ def setup_parent_link(app: web.Application) -> None:
     async def _link(app: web.Application) -> Any:
         link = ParentLink(app)
         app[PARENT_LINK] = link
+        await link.load_mirrored()
         link.start()
         yield
         await link.close()

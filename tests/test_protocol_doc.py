@@ -4,7 +4,10 @@ every key of the state object must be in it (and nothing it lists may be stale).
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
+import textwrap
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import annotated_types
 import pytest
 from aiohttp import web
+from pydantic import BaseModel
 
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT
@@ -171,3 +175,168 @@ async def test_every_state_key_is_in_the_state_section() -> None:
         assert f"`{key}`" in text, f"state key `{key}` is not in the `state` section"
     for status in ("waiting", "live", "ended"):
         assert f'`"{status}"`' in text, f"state status {status!r} is not in the `state` section"
+
+
+# -- the JSON API (section 11) -----------------------------------------------------------------
+
+API_SECTION = "## 11. The HTTP JSON API"
+ROW = re.compile(
+    r"^\| `(GET|POST|PATCH|PUT|DELETE) (/api/[^` ]*)`(?: `\{([^}]*)\}`)?", flags=re.MULTILINE
+)
+
+
+def api_text() -> str:
+    return doc().split(API_SECTION, 1)[1].split("\n## ", 1)[0]
+
+
+def template(path: str) -> str:
+    """A route's path with its placeholders unnamed: /api/users/{user_id} -> /api/users/{}."""
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+@cache
+def api_routes() -> dict[tuple[str, str], Any]:
+    """Every (method, path) under /api/ in a real app's route table, with its handler."""
+    from server.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(Path("/nonexistent"), "sqlite+aiosqlite:///:memory:"))
+    out: dict[tuple[str, str], Any] = {}
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter") or ""
+        if path.startswith("/api/") and route.method != "HEAD":
+            out[(route.method, template(path))] = route.handler
+    return out
+
+
+def resolve(expr: ast.expr, names: dict[str, Any]) -> Any:
+    """The object a name or dotted name (``meetings.MeetingIn``) refers to in a module."""
+    if isinstance(expr, ast.Name):
+        return names[expr.id]
+    assert isinstance(expr, ast.Attribute), ast.dump(expr)
+    return getattr(resolve(expr.value, names), expr.attr)
+
+
+def body_model(handler: Any) -> type[BaseModel] | None:
+    """The pydantic model the handler reads its body with (``read_json(request, Model)``)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name | ast.Attribute)
+            and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) == "read_json"
+        ):
+            model = resolve(node.args[1], handler.__globals__)
+            assert isinstance(model, type), model
+            assert issubclass(model, BaseModel), model
+            return model
+    return None
+
+
+def doc_rows() -> dict[tuple[str, str], set[str] | None]:
+    rows: dict[tuple[str, str], set[str] | None] = {}
+    for method, path, fields in ROW.findall(api_text()):
+        names = {f.strip() for f in fields.split(",") if f.strip()} if fields else None
+        rows[(method, template(path))] = names
+    return rows
+
+
+def test_the_api_routes_are_read_at_all() -> None:
+    assert ("POST", "/api/login") in api_routes()
+    assert body_model(api_routes()[("POST", "/api/meetings")]) is not None
+    assert body_model(api_routes()[("GET", "/api/me")]) is None
+
+
+def test_every_api_route_has_its_row_and_every_row_is_a_route() -> None:
+    routes, rows = set(api_routes()), set(doc_rows())
+    assert not routes - rows, f"routes missing from section 11's table: {sorted(routes - rows)}"
+    assert not rows - routes, f"section 11 lists routes that do not exist: {sorted(rows - routes)}"
+
+
+@pytest.mark.parametrize("route", sorted(api_routes()), ids=" ".join)
+def test_every_request_field_is_in_its_route_row_and_described(route: tuple[str, str]) -> None:
+    model = body_model(api_routes()[route])
+    listed = doc_rows().get(route)
+    if model is None:
+        assert listed is None, f"{route} takes no body but its row lists {listed}"
+        return
+    assert listed == set(model.model_fields), (
+        f"the row of {route} lists {listed}, the body has {sorted(model.model_fields)}"
+    )
+    # Each field's type and limits are described after the table.
+    described = api_text().split("**Bodies.**", 1)[1]
+    for name in model.model_fields:
+        assert f"`{name}`" in described, f"field `{name}` of {route} is not described"
+
+
+# One request per route, in an order that works on a fresh demo node: (user, method, path,
+# body). A new route needs one here, or the next test fails.
+SAMPLES: list[tuple[str, str, str, Any]] = [
+    ("chutri", "GET", "/api/csrf", None),
+    ("chutri", "GET", "/api/me", None),
+    ("chutri", "POST", "/api/meetings", "MEETING"),
+    ("chutri", "GET", "/api/meetings", None),
+    ("chutri", "GET", "/api/meetings/{meeting}", None),
+    ("chutri", "PATCH", "/api/meetings/{meeting}", {"title": "Họp đã đổi tên"}),
+    ("chutri", "POST", "/api/meetings/{meeting}/cancel", None),
+    ("quantri", "GET", "/api/units", None),
+    (
+        "quantri",
+        "POST",
+        "/api/units",
+        {"code": "CM-X", "name": "Xã Thử", "level": "commune", "parent": "CM-NC"},
+    ),
+    ("quantri", "PATCH", "/api/units/{unit}", {"name": "Xã Thử Lại"}),
+    ("quantri", "GET", "/api/users", None),
+    (
+        "quantri",
+        "POST",
+        "/api/users",
+        {
+            "username": "kt.thu",
+            "full_name": "Kỹ thuật thử",
+            "role": "operator",
+            "unit": "CM-X",
+            "password": "mat-khau-thu",
+        },
+    ),
+    ("quantri", "PATCH", "/api/users/{user}", {"full_name": "Kỹ thuật thử lại"}),
+    ("quantri", "POST", "/api/users/{user}/unlock", None),
+    ("quantri", "GET", "/api/links", None),
+    ("chutri", "POST", "/api/logout", None),
+]
+
+
+async def test_every_answer_key_of_every_api_route_is_in_section_11(node: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    sessions = {name: await node.login(name) for name in ("chutri", "quantri")}
+    # Login itself answers too: with a fresh session.
+    anonymous = await node.anonymous()
+    answers = [("POST", "/api/login", await anonymous.login("thuky", "hoinghi-demo"))]
+    ids: dict[str, Any] = {"unit": "CM-X"}
+    for user, method, path, body in SAMPLES:
+        if body == "MEETING":
+            body = {
+                "title": "Họp kiểm tra tài liệu",
+                "starts_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                "invited_subtrees": ["CM-NC"],
+            }
+        concrete = path.format(**ids)
+        status, answer = await sessions[user].call(method, concrete, body)
+        assert status in (200, 201), (method, concrete, answer)
+        if "meeting" in answer:
+            ids["meeting"] = answer["meeting"]["id"]
+        if "user" in answer and method == "POST" and path == "/api/users":
+            ids["user"] = answer["user"]["id"]
+        answers.append((method, template(path), answer))
+    covered = {(m, p) for m, p, _ in answers}
+    missing = set(api_routes()) - covered
+    assert not missing, f"routes without a sample request here: {sorted(missing)}"
+    text = api_text()
+    for method, path, answer in answers:
+        for key in sorted(keys_of(answer) - {"ok"}):
+            assert f"`{key}`" in text or f'"{key}"' in text, (
+                f"key `{key}` of the answer of {method} {path} is not in section 11"
+            )
