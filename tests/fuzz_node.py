@@ -299,8 +299,10 @@ class FuzzNode:
         self._snapshot: dict[int, tuple[Any, ...]] = {}
 
     @classmethod
-    async def start(cls, tmp: Path) -> FuzzNode:
-        settings = make_settings(tmp, f"sqlite+aiosqlite:///{tmp / 'fuzz.sqlite3'}")
+    async def start(cls, tmp: Path, database_url: str = "") -> FuzzNode:
+        """A served demo node on ``database_url`` (default: SQLite under ``tmp``)."""
+        url = database_url or f"sqlite+aiosqlite:///{tmp / 'fuzz.sqlite3'}"
+        settings = make_settings(tmp, url)
         node = cls(*await serve_node(settings))
         logging.getLogger().addHandler(node.errors)
         async with node.ctx.sessionmaker() as db:

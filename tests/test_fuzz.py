@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from server.app import create_app
 from server.nodelink import NODE_EVENTS
 from server.protocol import EVENTS
-from tests.conftest import make_settings
+from tests.conftest import fresh_pg_database, make_settings
 from tests.fuzz_node import FuzzNode, http_doc
 from tests.fuzzing import (
     MEETING_ROLES,
@@ -68,12 +68,18 @@ NODE_EVENT_LIST: list[tuple[str | None, type[BaseModel] | None]] = [
 ]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def http_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FuzzNode]:
-    node = await FuzzNode.start(tmp_path_factory.mktemp("fuzz-http"))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def http_node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FuzzNode]:
+    """On both backends: PostgreSQL refuses what SQLite stores (a NUL in a text, say)."""
+    url, drop = ("", None) if request.param == "sqlite" else await fresh_pg_database()
+    node = await FuzzNode.start(tmp_path_factory.mktemp("fuzz-http"), url)
     await node.login_all()
     yield node
     await node.close()
+    if drop is not None:
+        await drop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
