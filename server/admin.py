@@ -189,6 +189,7 @@ async def change_user(
             end_sessions = True
     if end_sessions and user.id != admin.id:
         await auth.end_user_sessions(node, user.id)
+    node.sessions_changed()  # the user's sockets are re-checked against the change at once
     return user
 
 

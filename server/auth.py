@@ -285,9 +285,11 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
         node = ctx(request)
         async with node.sessionmaker() as db, db.begin():
             await db.execute(delete(Session).where(Session.token_hash == _token_hash(token)))
+        node.sessions_changed()  # its open sockets close now (server/socket_guard.py)
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
 async def end_user_sessions(node: NodeContext, user_id: int) -> None:
     async with node.sessionmaker() as db, db.begin():
         await db.execute(delete(Session).where(Session.user_id == user_id))
+    node.sessions_changed()

@@ -70,10 +70,10 @@ EVENTS: dict[str, type[Event]] = {
 }
 
 # events the node sends
-SERVER_EVENTS = ("state", "replaced", "ended")
+SERVER_EVENTS = ("state", "replaced", "ended", "session_ended")
 
 ERROR_CODES = {
-    "not_authenticated": "The socket has no valid session cookie (connect is refused).",
+    "not_authenticated": "The socket has no valid session (connect refused), or it ended.",
     "bad_request": "The payload does not match the event's model.",
     "unknown_event": "No such event.",
     "not_joined": "Join a meeting first.",

@@ -21,7 +21,7 @@ from socketio import packet
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
 from rooms.registry import Registry
-from server import auth, meetings
+from server import auth, meetings, socket_sessions
 from server.errors import AppError
 from server.models import MeetingStatus, Role
 from server.protocol import (
@@ -38,6 +38,7 @@ from server.protocol import (
     ok,
     validate,
 )
+from server.socket_guard import SocketGuard
 from server.state import CTX, NodeContext
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,13 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Sockets between their connect and the start of their disconnect: a handler that
         # awaited meanwhile checks here that its socket is still there (a join racing a close).
         self._connected: set[str] = set()
+        # Each socket's login session, re-checked against the database: a logout, a disabled
+        # account, a reset password, a new role or unit, an expiry ends the socket within 1 s.
+        self.guard: SocketGuard[socket_sessions.Ticket] = SocketGuard(
+            "meeting sessions",
+            lambda tickets: socket_sessions.ended(self.node, tickets),
+            self._end_session,
+        )
         self.handlers: dict[str, Handler] = {
             "join": self._join,
             "offer": self._offer,
@@ -120,17 +128,20 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         morsel = cookie.get(auth.SESSION_COOKIE)
-        user = await auth.load_session_user(self.node, morsel.value) if morsel else None
-        if user is None:
+        found = await socket_sessions.open_ticket(self.node, morsel.value) if morsel else None
+        if found is None:
             # socket.io sends {"message": arg 1, "data": arg 2}; a lone dict would be str()-ed.
             raise socketio.exceptions.ConnectionRefusedError(
                 "not_authenticated", {"error": "not_authenticated", "message": "Log in first."}
             )
+        user, ticket = found
         await self.save_session(sid, {"user": user})
         self._connected.add(sid)
+        self.guard.watch(sid, ticket)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._connected.discard(sid)
+        self.guard.forget(sid)
         session = await self.get_session(sid)
         await self._depart(sid, session)
 
@@ -145,6 +156,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         handler = self.handlers.get(event)
         if handler is None:
             return fail("unknown_event", f"No event {event!r}.")
+        if not self.guard.watched(sid):  # its session ended: the socket is being closed
+            return fail("not_authenticated", "The session has ended; log in again.")
         data = validate(EVENTS[event], payload)
         if isinstance(data, dict):
             return data
@@ -164,6 +177,21 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return fail("internal_error")
 
     # -- helpers ------------------------------------------------------------------------------
+
+    async def _end_session(self, sid: str, reason: str) -> None:
+        """The guard found this socket's session ended: say why, then close it (and so
+        leave its meeting)."""
+        with contextlib.suppress(Exception):  # gone already: nothing to tell
+            await self.emit("session_ended", {"reason": reason}, to=sid)
+        await self.disconnect(sid)
+
+    async def _session_holds(self, sid: str) -> dict[str, Any] | None:
+        """Before an action that changes a meeting: the refusal when the socket's session
+        ended since the guard last looked (the socket is then closed), else None."""
+        reason = await self.guard.recheck(sid)
+        if reason is None:
+            return None
+        return fail("not_authenticated", f"The session has ended ({reason}); log in again.")
 
     async def _member(self, sid: str, role: str | None = None) -> tuple[LiveMeeting, Participant]:
         session = await self.get_session(sid)
@@ -219,6 +247,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- events -------------------------------------------------------------------------------
 
     async def _join(self, sid: str, data: Join) -> dict[str, Any]:
+        if (refused := await self._session_holds(sid)) is not None:
+            return refused
         session = await self.get_session(sid)
         user: auth.CurrentUser = session["user"]
         node = self.node
@@ -278,6 +308,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _start(self, sid: str, data: Empty) -> dict[str, Any]:
         live, _ = await self._member(sid, CHAIR)
+        if (refused := await self._session_holds(sid)) is not None:
+            return refused
         if live.ended:
             return fail("meeting_ended")
         found = await self._set_status(live.meeting_id, MeetingStatus.LIVE)
@@ -289,6 +321,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _end(self, sid: str, data: Empty) -> dict[str, Any]:
         live, _ = await self._member(sid, CHAIR)
+        if (refused := await self._session_holds(sid)) is not None:
+            return refused
         await self._set_status(live.meeting_id, MeetingStatus.ENDED)
         await self.end_meeting(live.meeting_id)
         await self.node.announce(live.meeting_id)
@@ -347,6 +381,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def close(self) -> None:
         if self._flush is not None:
             self._flush.cancel()
+        await self.guard.close()
         await self.registry.close()
 
 
@@ -371,6 +406,7 @@ def setup_signaling(app: web.Application) -> MeetingNamespace:
     app[SIO] = sio
     app[REGISTRY] = namespace.registry
     app[MEETING_NS] = namespace
+    app[CTX].session_listeners.append(namespace.guard.nudge)
 
     async def _close(_app: web.Application) -> None:
         await namespace.close()

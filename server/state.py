@@ -29,6 +29,9 @@ class NodeContext:
     # Called with a meeting id after it is scheduled, changed, cancelled, started or ended
     # (the cascade tells child nodes; see server/nodelink.py).
     meeting_listeners: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
+    # Called when this process ended login sessions or changed an account: the socket guard
+    # re-checks its sockets at once (other processes notice within half a second).
+    session_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     async def announce(self, meeting_id: int) -> None:
         for listener in self.meeting_listeners:
@@ -36,6 +39,10 @@ class NodeContext:
                 await listener(meeting_id)
             except Exception:  # a listener's failure must not undo the change itself
                 log.exception("meeting listener failed", extra={"meeting": meeting_id})
+
+    def sessions_changed(self) -> None:
+        for listener in self.session_listeners:
+            listener()
 
     async def reload_units(self) -> None:
         async with self.sessionmaker() as db:
