@@ -236,7 +236,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def authenticate(node: NodeContext, username: str, password: str, address: str) -> User:
     username = username.strip().lower()[:64]
     # Counted before the password is checked, so parallel guesses cannot outrun the limit.
-    await login_limit.reserve(node, username, address)
+    attempt = await login_limit.reserve(node, username, address)
     async with node.sessionmaker() as db:
         user = (
             await db.execute(select(User).where(User.username == username))
@@ -245,6 +245,7 @@ async def authenticate(node: NodeContext, username: str, password: str, address:
     stored = user.password_hash if user is not None else node.extras["dummy_hash"]
     ok = await verify_password(node, stored, password)
     if user is None or not ok or not user.active:
+        await login_limit.failed(node, attempt)
         log.info("failed login for %r from %s", username, address)
         raise AppError(401, "bad_credentials", "Wrong username or password.")
     async with node.sessionmaker() as db, db.begin():

@@ -10,12 +10,14 @@ Rules (settings in server/config.py, documented in README and docs/architecture.
   number), at most ``login_delay_max_seconds``. A guesser with many addresses slows down
   exponentially; the owner waits seconds, never a lock.
 - A refused login answers ``429 too_many_failures`` with the seconds to wait, even with the
-  right password. A right password clears the failures of its pair; an administrator of the
-  account's subtree can clear all of its failures (``unlock``).
+  right password; 1 second when it was refused only for attempts still being checked. A
+  right password clears the failures of its pair; an administrator of the account's
+  subtree can clear all of its failures (``unlock``).
 
 Atomic under parallel guesses: each attempt first locks the account's ``login_accounts``
-row (an upsert, the transaction's first write), then counts and stores itself as a failure,
-in one transaction; the password is verified after, and a right one deletes the reservation.
+row (an upsert, the transaction's first write), then counts and stores itself as a failure
+being checked, in one transaction; the password is verified after: a wrong one marks the
+reservation ``checked``, a right one deletes it.
 So N parallel guesses are checked at most up to the limit; the rest are refused unchecked.
 """
 
@@ -25,7 +27,7 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +38,7 @@ from server.models import LoginAccount, LoginFailure, utcnow
 from server.state import NodeContext
 
 MAX_EXPONENT = 30  # 2^30 s is far past any cap; keeps the power small
+PENDING_TIMEOUT = timedelta(seconds=60)  # far past any password verification
 
 
 async def _lock_account(db: AsyncSession, username: str, now: datetime) -> None:
@@ -74,39 +77,62 @@ def wait_words(lang: str, seconds: int) -> str:
     return f"{minutes} phút" if lang == "vi" else f"{minutes} minute(s)"
 
 
-async def reserve(node: NodeContext, username: str, address: str) -> None:
-    """Count this attempt as a failure before the password is checked, or refuse it (429)."""
+async def reserve(node: NodeContext, username: str, address: str) -> int:
+    """Count this attempt as a failure before the password is checked (its row id, for
+    ``failed``), or refuse it (429).
+
+    An attempt still being checked counts too, so parallel guesses cannot outrun the limit;
+    one refused only because of those is told to retry in a second, not after the window.
+    """
     s = node.settings
     async with atomic(node.sessionmaker) as db:
         now = utcnow()
         await _lock_account(db, username, now)
-        since = now - timedelta(minutes=s.login_window_minutes)
-        pair_count, pair_oldest = (
+        window = timedelta(minutes=s.login_window_minutes)
+        # A reservation left by a node that died while verifying counts as a failure.
+        done = or_(LoginFailure.checked.is_(True), LoginFailure.at < now - PENDING_TIMEOUT)
+        recent = (LoginFailure.username == username, LoginFailure.at > now - window)
+        pair_all, pair_done, pair_oldest = (
             await db.execute(
-                select(func.count(), func.min(LoginFailure.at)).where(
-                    LoginFailure.username == username,
-                    LoginFailure.address == address,
-                    LoginFailure.at > since,
-                )
+                select(
+                    func.count(), func.count().filter(done), func.min(LoginFailure.at).filter(done)
+                ).where(*recent, LoginFailure.address == address)
             )
         ).one()
-        account_count, account_last = (
+        account_all, account_done, account_last = (
             await db.execute(
-                select(func.count(), func.max(LoginFailure.at)).where(
-                    LoginFailure.username == username, LoginFailure.at > since
-                )
+                select(
+                    func.count(), func.count().filter(done), func.max(LoginFailure.at).filter(done)
+                ).where(*recent)
             )
         ).one()
         wait = 0
-        if pair_count >= s.login_max_failures_pair and pair_oldest is not None:
-            wait = _seconds_until(pair_oldest + timedelta(minutes=s.login_window_minutes), now)
-        if account_count >= s.login_delay_after and account_last is not None:
-            exponent = min(account_count - s.login_delay_after, MAX_EXPONENT)
-            delay = min(s.login_delay_max_seconds, 2**exponent)
-            wait = max(wait, _seconds_until(account_last + timedelta(seconds=delay), now))
+        if pair_all >= s.login_max_failures_pair:
+            if pair_done >= s.login_max_failures_pair and pair_oldest is not None:
+                wait = _seconds_until(pair_oldest + window, now)
+            else:
+                wait = 1  # attempts from here are being checked: one may have been right
+        if account_all >= s.login_delay_after:
+            if account_all > account_done:
+                wait = max(wait, 1)
+            if account_done >= s.login_delay_after and account_last is not None:
+                exponent = min(account_done - s.login_delay_after, MAX_EXPONENT)
+                delay = min(s.login_delay_max_seconds, 2**exponent)
+                wait = max(wait, _seconds_until(account_last + timedelta(seconds=delay), now))
         if wait > 0:
             raise refused(wait)
-        db.add(LoginFailure(username=username, address=address, at=now))
+        attempt = LoginFailure(username=username, address=address, at=now, checked=False)
+        db.add(attempt)
+        await db.flush()
+        return attempt.id
+
+
+async def failed(node: NodeContext, attempt_id: int) -> None:
+    """The password was wrong: the reserved attempt is a failure from now on."""
+    async with atomic(node.sessionmaker) as db:
+        await db.execute(
+            update(LoginFailure).where(LoginFailure.id == attempt_id).values(checked=True)
+        )
 
 
 async def succeeded(db: AsyncSession, username: str, address: str) -> None:

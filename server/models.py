@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -127,9 +128,9 @@ class Session(Base):
 
 
 class LoginFailure(Base):
-    """One failed login, or a login attempt being checked (reserved before the password is
-    verified, deleted when it was right); counted per account and per (account, address)
-    within a window (server/login_limit.py)."""
+    """One failed login (``checked``), or a login attempt being checked (reserved before the
+    password is verified, deleted when it was right); counted per account and per (account,
+    address) within a window (server/login_limit.py)."""
 
     __tablename__ = "login_failures"
 
@@ -137,6 +138,7 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    checked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (
         Index("ix_login_failures_username_at", "username", "at"),

@@ -1,5 +1,7 @@
 """A version on each meeting (compare-and-set for parallel changes); one row per login name
-(locked by each login attempt, so failed logins are counted atomically).
+(locked by each login attempt, so failed logins are counted atomically) and ``checked`` on
+each login failure (false while the attempt's password is being verified; the rows from
+before are failures, so true).
 
 Revision ID: 0003
 Revises: 0002
@@ -27,6 +29,10 @@ def upgrade() -> None:
         "meetings",
         sa.Column("version", sa.Integer(), nullable=False, server_default="0"),
     )
+    op.add_column(
+        "login_failures",
+        sa.Column("checked", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
     op.create_table(
         "login_accounts",
         sa.Column("username", sa.String(64), nullable=False),
@@ -37,4 +43,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("login_accounts")
+    op.drop_column("login_failures", "checked")
     op.drop_column("meetings", "version")
