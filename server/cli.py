@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from server import auth
 from server.config import ConfigError, Settings, load_settings
@@ -328,8 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     setup_logging(settings)
-    result: int = args.func(settings, args)
+    try:
+        result: int = args.func(settings, args)
+    except DBAPIError as exc:
+        if not _missing_table(exc):
+            raise
+        return fail("the database has no tables yet: run `hoinghi migrate` first")
     return result
+
+
+def _missing_table(exc: DBAPIError) -> bool:
+    """A command run before ``hoinghi migrate`` (SQLite or PostgreSQL wording)."""
+    text = str(exc.orig)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 if __name__ == "__main__":
