@@ -25,9 +25,10 @@ from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
 from rooms.peer import WALL_SLOTS, MediaError
 from server import meetings
 from server.models import Meeting, MeetingStatus
-from server.nodes import NodeError, check_units, verify_credential
+from server.nodes import NodeError, NodeInfo, check_units, ended_links, verify_credential
 from server.protocol import MAX_SDP, Event, fail, ok, validate
 from server.signaling import MEETING_NS, REGISTRY, SIO
+from server.socket_guard import SocketGuard
 from server.state import CTX, NodeContext
 from server.units import UnitTree
 
@@ -139,6 +140,11 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Sockets between their connect and the start of their disconnect (a relay_join that
         # awaited while its socket closed must not leave a relay behind).
         self._linked: set[str] = set()
+        # Each link's credential, re-checked against the database: `hoinghi node revoke` (or a
+        # new credential for the same code) drops the link within a second.
+        self.guard: SocketGuard[NodeInfo] = SocketGuard(
+            "node links", lambda links: ended_links(self.node, links), self._drop_link
+        )
 
     @property
     def node(self) -> NodeContext:
@@ -159,12 +165,14 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.save_session(sid, {"node": info, "units": [], "relays": {}, "address": address})
         self._beats[sid] = time.monotonic()
         self._linked.add(sid)
+        self.guard.watch(sid, info)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         log.info("node %s linked from %s", info.code, address)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._linked.discard(sid)
+        self.guard.forget(sid)
         self._beats.pop(sid, None)
         self._silent.discard(sid)
         session = await self.get_session(sid)
@@ -428,7 +436,12 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         manager = self.app[SIO].manager
         return [sid for sid, _eio in manager.get_participants(NODE_NAMESPACE, "nodes")]
 
+    async def _drop_link(self, sid: str, reason: str) -> None:
+        log.warning("node link %s dropped: its credential was %s", sid, reason)
+        await self.disconnect(sid)  # its relinks are refused bad_credential at connect
+
     async def close(self) -> None:
+        await self.guard.close()
         for task in (self._watchdog, *self._tasks):
             if task is not None:
                 task.cancel()
@@ -445,6 +458,7 @@ def setup_nodelink(app: web.Application) -> NodeNamespace:
     app[NODE_NS] = namespace
     app[CTX].meeting_listeners.append(namespace.announce)
     app[MEETING_NS].observers.append(namespace.meeting_changed)
+    app[CTX].session_listeners.append(namespace.guard.nudge)
 
     async def _close(_app: web.Application) -> None:
         await namespace.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -131,6 +131,7 @@ async def issue_credential(
                     "busy", f"node {code!r} is being registered at the same time; run it again"
                 ) from exc
     log.info("credential issued for node %s (units %s)", code, ", ".join(wanted))
+    node_ctx.sessions_changed()  # a link made with the replaced credential is dropped now
     return f"{code}.{secret}"
 
 
@@ -166,7 +167,35 @@ async def revoke(node_ctx: NodeContext, code: str) -> NodeInfo:
             node.revoked_at = utcnow()
         info = _info(node)
     log.info("credential of node %s revoked", code)
+    node_ctx.sessions_changed()  # a link made with it is dropped now (other processes: soon)
     return info
+
+
+# Why a linked child's socket is dropped (server/nodelink.py guards every link with these).
+REVOKED = "revoked"
+REPLACED = "credential_replaced"
+
+
+async def ended_links(node_ctx: NodeContext, links: Mapping[str, NodeInfo]) -> dict[str, str]:
+    """Socket id -> reason, for each link whose credential was revoked (or the node
+    removed) or replaced by a newer one since the link was made; one query for all."""
+    async with node_ctx.sessionmaker() as db:
+        rows = (
+            await db.execute(
+                select(Node.id, Node.created_at, Node.revoked_at).where(
+                    Node.id.in_({info.id for info in links.values()})
+                )
+            )
+        ).all()
+    now = {node_id: (issued, revoked) for node_id, issued, revoked in rows}
+    reasons: dict[str, str] = {}
+    for sid, info in links.items():
+        issued, revoked = now.get(info.id, (None, utcnow()))
+        if revoked is not None:
+            reasons[sid] = REVOKED
+        elif issued != info.issued_at:
+            reasons[sid] = REPLACED
+    return reasons
 
 
 async def list_nodes(node_ctx: NodeContext, include_revoked: bool = True) -> list[NodeInfo]:

@@ -29,8 +29,9 @@ class NodeContext:
     # Called with a meeting id after it is scheduled, changed, cancelled, started or ended
     # (the cascade tells child nodes; see server/nodelink.py).
     meeting_listeners: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
-    # Called when this process ended login sessions or changed an account: the socket guard
-    # re-checks its sockets at once (other processes notice within half a second).
+    # Called when this process ended a grant a socket holds (a login session, an account's
+    # role or unit, a node credential): the socket guards re-check their sockets at once
+    # (other processes notice within half a second).
     session_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     async def announce(self, meeting_id: int) -> None:
