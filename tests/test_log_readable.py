@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 
 from rooms.peer import Slot
@@ -74,6 +75,7 @@ async def joined(url: str, http: aiohttp.ClientSession, meeting_id: int) -> Any:
     return sio, probe
 
 
+@pytest.mark.timeout(180)
 async def test_the_info_log_of_a_live_meeting_shows_no_packets_or_polling(
     tmp_path: Path,
 ) -> None:
@@ -127,7 +129,12 @@ async def test_the_info_log_of_a_live_meeting_shows_no_packets_or_polling(
             await sio.disconnect()
             await probe.close()
         proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 60)
+        try:
+            await asyncio.to_thread(proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+            raise
     text = log.read_text(encoding="utf-8", errors="replace")
     # What happened is there...
     assert "joined" in text, text[-3000:]
