@@ -67,7 +67,7 @@ async def joined(url: str, http: aiohttp.ClientSession, meeting_id: int) -> Any:
     ack = await sio.call("join", {"meeting_id": meeting_id}, namespace="/meeting", timeout=30)
     assert ack["ok"], ack
     layout = [Slot(s["slot"], s["kind"], s["direction"] == "sendonly") for s in ack["layout"]]
-    probe = ProbePeer(layout, size=(160, 120))
+    probe = ProbePeer(layout, size=(320, 240), decode=False)
     answer = await sio.call("offer", {"sdp": await probe.offer()}, namespace="/meeting", timeout=30)
     assert answer["ok"], answer
     await probe.accept(answer["sdp"])
