@@ -340,3 +340,41 @@ async def test_every_answer_key_of_every_api_route_is_in_section_11(node: Any) -
             assert f"`{key}`" in text or f'"{key}"' in text, (
                 f"key `{key}` of the answer of {method} {path} is not in section 11"
             )
+
+
+# Modules that serve HTML pages only: their errors are shown as pages, not API answers.
+PAGE_MODULES = {"pages.py", "live_pages.py", "rendering.py", "redirects.py"}
+
+
+def raised_api_codes() -> set[str]:
+    """Every error code the HTTP side raises by name: ``AppError(status, "code", ...)``,
+    ``not_found("what")`` (``what_not_found``), ``forbidden()``, ``invalid()``, and the codes
+    the error middleware gives aiohttp's own errors."""
+    codes = {"not_found", "method_not_allowed", "too_large"}
+    helpers = {"forbidden": "forbidden", "invalid": "invalid_field"}
+    root = Path(__file__).resolve().parent.parent / "server"
+    for path in sorted(root.glob("*.py")):
+        if path.name in PAGE_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not isinstance(
+                node.func, ast.Name | ast.Attribute
+            ):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            args = node.args
+            if name == "AppError" and len(args) > 1 and isinstance(args[1], ast.Constant):
+                codes.add(str(args[1].value))
+            elif name == "not_found" and args and isinstance(args[0], ast.Constant):
+                codes.add(f"{args[0].value}_not_found")
+            elif name in helpers:
+                codes.add(helpers[name])
+    return codes
+
+
+def test_every_http_error_code_is_in_section_11() -> None:
+    codes = raised_api_codes()
+    assert {"bad_json", "meeting_not_found", "forbidden", "csrf_failed"} <= codes
+    text = api_text()
+    missing = sorted(c for c in codes if not re.search(rf"[`\s]{c}`", text))
+    assert not missing, f"error codes the HTTP side raises but section 11 does not name: {missing}"
