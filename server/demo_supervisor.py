@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
@@ -49,8 +51,17 @@ def hint_lines(count: int) -> tuple[str, str]:
 
 
 def read_lines(stream: TextIO, into: queue.Queue[str]) -> None:
-    """Put every line typed on ``stream`` into ``into`` until it ends."""
-    for line in stream:
+    """Put every line typed on ``stream`` into ``into`` until it ends. Started in the
+    background of a shell (``&``), reading the terminal fails (SIGTTIN is ignored, see
+    ``run``) instead of stopping the demo; it is tried again each second, for ``fg``."""
+    while True:
+        try:
+            line = stream.readline()
+        except OSError:
+            time.sleep(1)
+            continue
+        if not line:
+            return
         into.put(line)
 
 
@@ -74,6 +85,8 @@ class Supervisor:
     def run(self, stdin: TextIO | None = None) -> None:
         """Until interrupted (Ctrl-C or SIGTERM, raised by the caller's handlers)."""
         stream = sys.stdin if stdin is None else stdin
+        if hasattr(signal, "SIGTTIN"):
+            signal.signal(signal.SIGTTIN, signal.SIG_IGN)
         threading.Thread(target=read_lines, args=(stream, self.lines), daemon=True).start()
         while True:
             self.check()
