@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, select
 
 from server import login_limit
+from server.atomic import atomic
 from server.errors import AppError, Handler
 from server.models import Role, Session, User, utcnow
 from server.state import NodeContext, ctx
@@ -248,7 +249,7 @@ async def authenticate(node: NodeContext, username: str, password: str, address:
         await login_limit.failed(node, attempt)
         log.info("failed login for %r from %s", username, address)
         raise AppError(401, "bad_credentials", "Wrong username or password.")
-    async with node.sessionmaker() as db, db.begin():
+    async with atomic(node.sessionmaker) as db:
         await login_limit.succeeded(db, username, address)
         if node.hasher.check_needs_rehash(user.password_hash):
             db_user = await db.get(User, user.id)

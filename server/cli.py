@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from server import auth
 from server.config import ConfigError, Settings, load_settings
@@ -105,6 +105,8 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
                     active=True,
                 )
             )
+    except IntegrityError as exc:  # another process added the name after the check
+        raise ValueError(f"username {args.username!r} is taken") from exc
     finally:
         await node.engine.dispose()
 

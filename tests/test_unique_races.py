@@ -4,6 +4,7 @@ it as a later run would), never a 500."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from server.app import node_context
+from server.cli import _user_add
 from server.db import migrate
 from server.demo import DEMO_PASSWORD, DEMO_UNITS
 from server.nodes import NodeError, issue_credential, list_nodes, verify_credential
@@ -112,3 +114,25 @@ async def test_parallel_node_add_for_one_new_code_registers_it_once(ctx: NodeCon
             refused.append(err.code)
     assert valid == ["CM-NC"]
     assert refused == ["bad_credential"] * 5
+
+
+async def test_parallel_cli_user_add_with_one_username_adds_it_once(
+    tmp_path: Path, any_db_url: str
+) -> None:
+    # `hoinghi user add` run twice at once (or racing the admin page): one adds the account,
+    # the other says the name is taken, never a database traceback.
+    settings = make_settings(tmp_path, any_db_url)
+    node = node_context(settings)
+    await migrate(node.engine)
+    async with node.sessionmaker() as db, db.begin():
+        await load_units(db, parse_unit_file(DEMO_UNITS))
+    await node.engine.dispose()
+    args = argparse.Namespace(username="kt.cli", full_name="", role="operator", unit="CM-NC")
+    results = await asyncio.gather(
+        *(_user_add(settings, args, DEMO_PASSWORD) for _ in range(6)), return_exceptions=True
+    )
+    assert sum(r is None for r in results) == 1, results
+    for r in results:
+        if r is not None:
+            assert isinstance(r, ValueError), repr(r)
+            assert str(r) == "username 'kt.cli' is taken"
