@@ -26,8 +26,15 @@ class ServedBy(TypedDict):
     unit_name: str  # the user's own unit
 
 
-async def served_elsewhere(node: NodeContext, role: Role, unit_id: int) -> ServedBy | None:
-    """The node that serves a user's unit when it is not this one; None when it is."""
+async def served_elsewhere(
+    node: NodeContext, role: Role, unit_id: int, *, with_url_only: bool = True
+) -> ServedBy | None:
+    """The node that serves a user's unit when it is not this one; None when it is.
+
+    Pages only send users to a child registered with a URL (``with_url_only``); the meeting
+    socket also counts a child registered without one (answered with ``url`` ""), because
+    a site must never be joined both here and through that child (one site, one link).
+    """
     if role is Role.ADMIN:
         return None
     tree = node.units
@@ -41,11 +48,10 @@ async def served_elsewhere(node: NodeContext, role: Role, unit_id: int) -> Serve
         if roots and not any(tree.in_subtree(unit.id, root) for root in roots):
             return ServedBy(node=PARENT, node_name="", url=settings.parent_url, unit_name=unit.name)
     async with node.sessionmaker() as db:
-        children = (
-            (await db.execute(select(Node).where(Node.revoked_at.is_(None), Node.url != "")))
-            .scalars()
-            .all()
-        )
+        query = select(Node).where(Node.revoked_at.is_(None))
+        if with_url_only:
+            query = query.where(Node.url != "")
+        children = (await db.execute(query)).scalars().all()
         registered = [(n.code, n.url, [nu.unit_id for nu in n.units]) for n in children]
     best: tuple[int, ServedBy] | None = None
     depth = len(tree.ancestors(unit.id))

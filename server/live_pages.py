@@ -11,6 +11,7 @@ from aiohttp import web
 
 from rooms.meeting import CHAIR, SITE
 from server import auth, meetings
+from server.doors import served_elsewhere
 from server.errors import AppError, path_id
 from server.i18n import request_lang, translator
 from server.models import Meeting, Role
@@ -144,6 +145,10 @@ async def meeting_live(request: web.Request) -> web.StreamResponse:
     role = live_role(user, node.units, meeting)
     if role is None:
         raise AppError(403, "not_invited", "Your unit is not invited to this meeting.")
+    if role == SITE:  # the socket would refuse the join: show the right door instead
+        door = await served_elsewhere(node, user.role, user.unit_id)
+        if door is not None:
+            return render(request, "served_elsewhere.html", door=door)
     _ = translator(request_lang(request))
     unit = node.units.get(user.unit_id)
     return render(

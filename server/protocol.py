@@ -80,6 +80,7 @@ ERROR_CODES = {
     "meeting_not_found": "No such meeting, or not visible to this user.",
     "meeting_not_open": "The meeting was cancelled or has ended.",
     "not_invited": "The user's unit is neither the host nor an invited site.",
+    "served_elsewhere": "Another node serves the user's unit: join the meeting there.",
     "forbidden": "The user's role in this meeting may not do this.",
     "bad_sdp": "The offer is not valid SDP or lacks ICE/DTLS parameters.",
     "bad_offer": "The offer's sections do not follow the layout.",

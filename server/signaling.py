@@ -22,6 +22,7 @@ from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
 from rooms.registry import Registry
 from server import auth, meetings, socket_sessions
+from server.doors import PARENT, served_elsewhere
 from server.errors import AppError
 from server.models import MeetingStatus, Role
 from server.protocol import (
@@ -265,6 +266,18 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             role = SITE
         else:
             return fail("not_invited")
+        if role == SITE:
+            # One site, one link: a site whose unit another node serves (a child below, or
+            # the parent above) joins there, never here too. The host's chair always may.
+            door = await served_elsewhere(node, user.role, user.unit_id, with_url_only=False)
+            if door is not None:
+                where = "the parent node" if door["node"] == PARENT else f"node {door['node']}"
+                return fail(
+                    "served_elsewhere",
+                    f"Your unit is served by {where}: join the meeting there.",
+                    node=door["node"],
+                    url=door["url"],
+                )
         if session.get("meeting_id"):
             await self._depart(sid, session)
         unit = tree.get(user.unit_id)
