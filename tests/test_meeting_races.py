@@ -4,8 +4,12 @@ each change applies whole or is refused with 409 ``conflict``; never a merge, ne
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from server.state import CTX
 from tests.conftest import Node, Session
 from tests.live_helpers import Participant, schedule
 
@@ -167,3 +171,32 @@ async def test_a_start_racing_a_cancel_never_reopens_the_cancelled_meeting(
         # Exactly one of the two took effect, and what is stored says which.
         assert (status == 200) != bool(started["ok"]), (cancel, started)
         assert final["status"] == ("cancelled" if status == 200 else "live"), (final, cancel)
+
+
+async def test_a_change_waiting_too_long_for_the_sqlite_lock_answers_409_not_500(
+    node: Node,
+) -> None:
+    chair = await node.login("chutri")
+    mid = await schedule(chair, invited_units=["CM-NC"])
+    path = make_url(str(node.app[CTX].settings.effective_database_url)).database
+    assert path is not None
+    # Another process holds SQLite's write lock past the node's busy timeout (5 s).
+    blocker = sqlite3.connect(path, timeout=1, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        status, body = await chair.call("PATCH", f"/api/meetings/{mid}", {"title": "Chờ khoá"})
+        assert (status, body["error"]) == (409, "conflict"), body
+        status, body = await chair.call("POST", f"/api/meetings/{mid}/cancel")
+        assert (status, body["error"]) == (409, "conflict"), body
+        guest = await node.anonymous()
+        await guest.fetch_csrf()
+        status, body = await guest.call(
+            "POST", "/api/login", {"username": "thuky", "password": "sai-mat-khau"}
+        )
+        assert (status, body["error"]) == (409, "conflict"), body
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    status, body = await chair.call("PATCH", f"/api/meetings/{mid}", {"title": "Sau khi chờ"})
+    assert status == 200, body
+    assert body["meeting"]["title"] == "Sau khi chờ"
