@@ -17,8 +17,10 @@ import socketio
 from aiohttp import web
 from sqlalchemy import delete, select, update
 
+from server import socket_sessions
 from server.auth import SESSION_COOKIE, _token_hash
 from server.models import Meeting, MeetingStatus, Session, User, utcnow
+from server.nodes import ended_links, issue_credential, list_nodes, revoke
 from server.state import CTX
 from tests.conftest import Node, migrated_app
 from tests.live_helpers import wait_for
@@ -197,3 +199,35 @@ async def test_session_ended_on_another_node_process_closes_the_socket_here(
         assert told_there == [{"reason": "logged_out"}]
     finally:
         await runner.cleanup()
+
+
+async def test_the_guards_one_query_reads_sessions_and_credentials_on_each_backend(
+    any_node: Node,
+) -> None:
+    """The guards' queries themselves, on SQLite and PostgreSQL: a held session and a
+    current credential end nothing; a logout, a disabled account and a revoked or replaced
+    credential are named."""
+    ctx = any_node.app[CTX]
+    held = await any_node.login("chutri")
+    gone = await any_node.login(SITE)
+    disabled = await any_node.login("kt.cm-nc-tt")
+    tickets = {}
+    for sid, session in (("held", held), ("gone", gone), ("disabled", disabled)):
+        found = await socket_sessions.open_ticket(ctx, session_cookie(session))
+        assert found is not None
+        tickets[sid] = found[1]
+    await api_logout(any_node, gone)
+    async with ctx.sessionmaker() as db, db.begin():
+        await db.execute(update(User).where(User.username == "kt.cm-nc-tt").values(active=False))
+    assert await socket_sessions.ended(ctx, tickets) == {
+        "gone": "logged_out",
+        "disabled": "disabled",
+    }
+
+    await issue_credential(ctx, "CM-NC", ["CM-NC"], "")
+    await issue_credential(ctx, "CM-NH", ["CM-NH"], "")
+    links = {info.code: info for info in await list_nodes(ctx)}
+    assert await ended_links(ctx, links) == {}
+    await revoke(ctx, "CM-NC")
+    await issue_credential(ctx, "CM-NH", ["CM-NH"], "")
+    assert await ended_links(ctx, links) == {"CM-NC": "revoked", "CM-NH": "credential_replaced"}
