@@ -57,9 +57,11 @@ SOCKET_USERS = {
     "site": "kt.cm-nc-hr",  # its commune is invited (district CM-NC as a whole)
     "secretary": "thuky",
     "admin": "quantri",
-    "outsider": "kt.cm-nh-rg",  # a commune of another district, not invited
+    "outsider": "kt.cm-tvt-kh",  # a commune of another district, not invited
 }
-CHILD_NODE = "CM-NC"
+# The child node speaks for district CM-NH (its commune CM-NH-RG is invited): not for the
+# site's district, whose operators the meeting socket would send to the child's node.
+CHILD_NODE = "CM-NH"
 
 # -- what the document allows ------------------------------------------------------------------
 
@@ -426,7 +428,12 @@ class FuzzNode:
         status, body = await self.users["chair"].json(
             "POST",
             "/api/meetings",
-            {"title": "Hội nghị thử tải", "starts_at": _future(), "invited_subtrees": ["CM-NC"]},
+            {
+                "title": "Hội nghị thử tải",
+                "starts_at": _future(),
+                "invited_subtrees": ["CM-NC"],
+                "invited_units": ["CM-NH-RG"],
+            },
         )
         assert status == 201, body
         self.meeting_id = body["meeting"]["id"]
