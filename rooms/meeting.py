@@ -437,8 +437,7 @@ class LiveMeeting:
         self.changed()
 
     async def close(self) -> None:
-        for p in self.everyone():
-            await self._drop_peer(p)
+        await asyncio.gather(*(self._drop_peer(p) for p in self.everyone()))
         for task in tuple(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

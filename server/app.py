@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
+SHUTDOWN_TIMEOUT = 2.0
 HEAD_REVISION = "0003"
 
 
@@ -165,4 +166,8 @@ def run(settings: Settings) -> None:
         print=None,
         access_log=logging.getLogger("hoinghi.access"),
         access_log_class=AccessLog,
+        # After the meeting sockets are closed (signaling.py), requests still in flight (a
+        # database write among them takes milliseconds) get this long to finish; then what
+        # is left (socket.io transports whose pages are already told) is cancelled.
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )

@@ -111,6 +111,9 @@ VI: dict[str, str] = {
     "Connected sites": "Điểm cầu đã kết nối",
     "Connecting…": "Đang kết nối…",
     "Connection lost — reconnecting…": "Mất kết nối — đang kết nối lại…",
+    "Lost the connection to the server — reconnecting…": (
+        "Mất kết nối tới máy chủ — đang kết nối lại…"
+    ),
     "Connected": "Đã kết nối",
     "Connecting sound and picture…": "Đang kết nối âm thanh và hình ảnh…",
     "Your login has expired. Please log in again.": "Phiên đăng nhập đã hết hạn. Vui lòng đăng nhập lại.",

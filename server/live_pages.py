@@ -28,6 +28,7 @@ LIVE_STRINGS: dict[str, str] = {
     "reconnecting": "Connection lost — reconnecting…",
     "connected": "Connected",
     "media": "Connecting sound and picture…",
+    "lost_title": "Lost the connection to the server — reconnecting…",
     "login_again": "Your login has expired. Please log in again.",
     "log_in": "Log in",
     "waiting": "Waiting for the chair to start the meeting",
@@ -124,6 +125,9 @@ LIVE_STRINGS: dict[str, str] = {
 }
 
 
+LOST = LIVE_STRINGS["lost_title"]
+
+
 def live_role(user: auth.CurrentUser, tree: UnitTree, meeting: Meeting) -> str | None:
     """The user's part in the live meeting, as server/signaling.py ``_join`` decides it."""
     if user.role is Role.CHAIR and user.unit_id == meeting.host_unit_id:
@@ -162,4 +166,6 @@ async def meeting_live(request: web.Request) -> web.StreamResponse:
         unit=unit,
         unit_path=" › ".join(u.name for u in node.units.path(unit.id)[1:]) or unit.name,
         strings={key: _(text) for key, text in LIVE_STRINGS.items()},
+        # The words over a frozen picture carry an English second line on a Vietnamese page.
+        lost_second="" if _(LOST) == LOST else LOST,
     )

@@ -46,8 +46,13 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/meeting"
 MAX_MESSAGE = 128 * 1024
-PING_INTERVAL = 10
-PING_TIMEOUT = 10
+# engine.io's heartbeat: the node pings every PING_INTERVAL s and a client that has heard
+# nothing for PING_INTERVAL + PING_TIMEOUT s drops the socket and reconnects, so a page learns
+# that its node is gone within 3 s (docs/protocol.md, "Liveness"); the node, likewise, of a
+# page whose network went away. A ping costs a few bytes a second per socket.
+PING_INTERVAL = 1
+PING_TIMEOUT = 2
+CLOSE_TIMEOUT = 2.0  # at shutdown, for every socket to be closed
 REGISTRY = web.AppKey("hoinghi_registry", Registry)
 SIO = web.AppKey("hoinghi_sio", socketio.AsyncServer)
 
@@ -392,6 +397,23 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return ok()
 
     async def close(self) -> None:
+        """At shutdown: the sockets first, then the meetings' peer connections.
+
+        aiohttp's graceful shutdown waits for every open request, and a socket.io socket is
+        one that never ends by itself: closing them all here (pages are told at once and
+        start reconnecting; child nodes too) lets a SIGTERM stop the node within seconds.
+        """
+        eio = self.app[SIO].eio
+        # A namespace disconnect first: the page hears "io server disconnect" at once (an
+        # engine.io close alone reached it only when its heartbeat ran out).
+        sids = [sid for sid, _ in self.app[SIO].manager.get_participants(NAMESPACE, None)]
+        await asyncio.gather(*(self.disconnect(sid) for sid in sids), return_exceptions=True)
+        log.info("stopping: %d meeting sockets closed", len(sids))
+        if eio.sockets:
+            try:
+                await asyncio.wait_for(eio.disconnect(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("sockets still closing after %.0f s at shutdown", CLOSE_TIMEOUT)
         if self._flush is not None:
             self._flush.cancel()
         await self.guard.close()

@@ -7,7 +7,7 @@ import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from ".
 import { busy, byId, h } from "./dom.js";
 import { errorText, t } from "./i18n.js";
 import { LocalMedia } from "./media.js";
-import { commonUi, notice, overlay, showUpperLevel, status } from "./screen.js";
+import { commonUi, isLost, notice, overlay, showUpperLevel, status } from "./screen.js";
 import { Roster, queueRow, siteList } from "./sites.js";
 
 const CHAIR_BITRATE = 800_000;
@@ -23,10 +23,20 @@ async function act(button, event, payload) {
   return ack;
 }
 
+/** What the chair can honestly say while its own node is out of reach: nobody is known to
+ * be online. */
+function unknown(state) {
+  return {
+    ...state,
+    sites: (state.sites || []).map((site) => ({ ...site, online: false })),
+    nodes: (state.nodes || []).map((node) => ({ ...node, online: false })),
+  };
+}
+
 function showState(state) {
   const live = state.status === "live";
   const queue = state.queue || [];
-  const view = roster.update(state);
+  const view = roster.update(isLost() ? unknown(state) : state);
   status(live ? t("live") : t("waiting_chair"), live ? "good" : "");
   showUpperLevel(state);
   byId("btn-start").disabled = state.status !== "waiting";
@@ -88,12 +98,21 @@ async function main() {
     "floor.audio": byId("floor-audio"),
   };
   for (let i = 0; i < WALL; i++) elements[`wall.${i}`] = byId(`wall-video-${i}`);
+  const common = commonUi(() => connection);
   connection = new LiveConnection({
     meetingId,
     local,
     maxBitrate: CHAIR_BITRATE,
     elements,
-    ui: { ...commonUi(() => connection), joined() {}, state: showState },
+    ui: {
+      ...common,
+      joined() {},
+      state: showState,
+      lost(on) {
+        common.lost(on);
+        if (on && connection.state) showState(connection.state);
+      },
+    },
   });
   wireDeviceButtons(connection, local);
   wireSoundButton();

@@ -1,15 +1,18 @@
 // Being in the meeting: join, negotiate the media link, and join again by itself when the
 // socket or the link drops (backoff with jitter), until the meeting ends or this window is
-// replaced by another one for the same site.
+// replaced by another one for the same site. While the node cannot be reached (the socket
+// dropped, or the media link went silent: watch.js) the page says so over the picture.
 
 import { MediaLink } from "./link.js";
 import { Signaling } from "./signaling.js";
+import { MediaWatch } from "./watch.js";
 
 const ENDED = new Set(["meeting_not_open", "meeting_ended"]);
 const PERMANENT = new Set(["not_invited", "meeting_not_found", "forbidden", "bad_request"]);
 const LINK_GRACE_MS = 4000; // "disconnected" this long: give up on the link and rejoin
 const CONNECT_TIMEOUT_MS = 20000; // a new link must connect within this
 const MAX_BACKOFF_MS = 30000;
+const SILENT_REJOIN_MS = 1000; // a link silent this long after it was found lost: rejoin
 
 function backoff(failures) {
   const base = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.max(0, failures - 1));
@@ -18,8 +21,9 @@ function backoff(failures) {
 
 export class LiveConnection {
   /**
-   * ui: {banner(kind), joined(ack), state(state), ended(), replaced(), fatal(ack, {login})}
-   * banner kinds: "connecting", "media", "connected", "reconnecting".
+   * ui: {banner(kind), joined(ack), state(state), lost(on), ended(), replaced(),
+   * fatal(ack, {login})}; banner kinds: "connecting", "media", "connected", "reconnecting".
+   * lost(true): the node is out of reach (say so over the picture); lost(false): back.
    */
   constructor({ meetingId, local, elements, maxBitrate, ui }) {
     this.meetingId = meetingId;
@@ -35,6 +39,9 @@ export class LiveConnection {
     this.generation = 0;
     this.timer = null;
     this.linkTimer = null;
+    this.watch = null;
+    this.silentTimer = null;
+    this.lostShown = false;
     this.devices = { mic_on: true, camera_on: true };
   }
 
@@ -44,6 +51,8 @@ export class LiveConnection {
     sig.on("disconnect", (reason) => {
       this.closeLink();
       if (this.stopped) return;
+      console.warn("socket lost:", reason);
+      this.showLost(true);
       this.ui.banner("reconnecting");
       // The node closed the socket itself: socket.io does not reconnect on its own then.
       if (reason === "io server disconnect") setTimeout(() => sig.reconnect(), backoff(++this.failures));
@@ -54,6 +63,7 @@ export class LiveConnection {
         this.stop();
         this.ui.fatal(err.data || { error: refused }, { login: true });
       } else if (!this.stopped) {
+        if (this.everConnected) this.showLost(true);
         this.ui.banner(this.everConnected ? "reconnecting" : "connecting");
       }
     });
@@ -137,6 +147,8 @@ export class LiveConnection {
       this.linkTimer = null;
       this.failures = 0;
       this.everConnected = true;
+      this.watchMedia(link);
+      this.showLost(false);
       this.ui.banner("connected");
     } else if (state === "disconnected" || state === "failed") {
       this.ui.banner("reconnecting");
@@ -155,6 +167,37 @@ export class LiveConnection {
     }, ms);
   }
 
+  /** Watch what arrives on a connected link; silent for 2 s: the node is out of reach. */
+  watchMedia(link) {
+    if (this.watch) this.watch.stop();
+    this.watch = new MediaWatch(link.pc, (lost, silentMs) => {
+      if (link !== this.link || this.stopped) return;
+      clearTimeout(this.silentTimer);
+      if (!lost) {
+        console.info("media flows again");
+        this.showLost(false);
+        this.ui.banner("connected");
+        return;
+      }
+      console.warn(`media link silent for ${silentMs} ms`);
+      this.showLost(true);
+      this.ui.banner("reconnecting");
+      this.silentTimer = setTimeout(() => {
+        if (link !== this.link || this.stopped || !this.watch || !this.watch.lost) return;
+        this.closeLink();
+        this.failures += 1;
+        this.rejoin(backoff(this.failures));
+      }, SILENT_REJOIN_MS);
+    });
+  }
+
+  showLost(on) {
+    if (on === this.lostShown) return;
+    this.lostShown = on;
+    this.ui.lost(on);
+    if (!on && this.state) this.ui.state(this.state);
+  }
+
   onState(state) {
     if (!state || this.stopped) return;
     this.state = state;
@@ -165,6 +208,7 @@ export class LiveConnection {
   onEnded(ack) {
     if (this.stopped && this.endedShown) return;
     this.stop();
+    this.showLost(false);
     this.endedShown = true;
     this.local.stop();
     this.ui.ended(ack);
@@ -182,6 +226,7 @@ export class LiveConnection {
     clearTimeout(this.timer);
     this.generation += 1;
     this.closeLink();
+    this.showLost(false);
   }
 
   async leave() {
@@ -192,6 +237,9 @@ export class LiveConnection {
   closeLink() {
     clearTimeout(this.linkTimer);
     this.linkTimer = null;
+    clearTimeout(this.silentTimer);
+    if (this.watch) this.watch.stop();
+    this.watch = null;
     if (this.link) this.link.close();
     this.link = null;
   }
@@ -207,6 +255,9 @@ export function exposeForTests(connection) {
     midOf: (slot) => (connection.link ? connection.link.midOf(slot) : undefined),
     get state() {
       return connection.state;
+    },
+    get lost() {
+      return connection.lostShown;
     },
   };
 }

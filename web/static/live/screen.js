@@ -18,8 +18,13 @@ export function banner(kind) {
   document.body.dataset.connection = kind;
 }
 
-/** The status line under the title; tone: "", "good", "warn". */
+/** Whether the page is showing that the node is out of reach (see lost()). */
+export const isLost = () => document.body.dataset.lost === "1";
+
+/** The status line under the title; tone: "", "good", "warn". While the node is out of
+ * reach it says so, whatever the last state from the node said. */
 export function status(text, tone = "") {
+  if (isLost()) [text, tone] = [t("lost_title"), "bad"];
   const el = byId("live-status");
   el.textContent = text;
   el.className = `live-status${tone ? ` live-status-${tone}` : ""}`;
@@ -53,10 +58,18 @@ export function overlay(title, text, { action = null, onAction = null, login = f
   (action ? button : byId("overlay-title")).focus?.();
 }
 
+/** Cover the picture (frozen, or gone) with words while the node is out of reach. */
+export function lost(on) {
+  document.body.dataset.lost = on ? "1" : "0";
+  byId("lost").hidden = !on;
+  if (on) status("");
+}
+
 /** The ui callbacks of LiveConnection shared by both pages. */
 export function commonUi(getConnection) {
   return {
     banner,
+    lost,
     ended(ack) {
       banner("ended");
       byId("conn").textContent = t("ended_title");

@@ -47,7 +47,10 @@ export class Roster {
       const node = site.via ? linked.get(site.via) : null;
       let status = "online";
       if (!here || site.online === false || (site.via && node && !node.online)) status = "offline";
-      else if (!site.media) status = hadMedia ? "reconnecting" : "connecting";
+      // link: the site's media link as its node sees it (a node of an older version: media).
+      else if (site.link ? site.link !== "connected" : !site.media) {
+        status = hadMedia ? "reconnecting" : "connecting";
+      }
       return { ...site, present: here, status };
     });
     views.sort((a, b) => a.path.join(" › ").localeCompare(b.path.join(" › "), "vi"));
