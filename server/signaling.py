@@ -409,9 +409,14 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         sids = [sid for sid, _ in self.app[SIO].manager.get_participants(NAMESPACE, None)]
         await asyncio.gather(*(self.disconnect(sid) for sid in sids), return_exceptions=True)
         log.info("stopping: %d meeting sockets closed", len(sids))
-        if eio.sockets:
+        # Then every engine.io socket left (child nodes' links), each by its id: one may
+        # already be gone by the time its close runs.
+        closing = [eio.disconnect(sid) for sid in list(eio.sockets)]
+        if closing:
             try:
-                await asyncio.wait_for(eio.disconnect(), CLOSE_TIMEOUT)
+                await asyncio.wait_for(
+                    asyncio.gather(*closing, return_exceptions=True), CLOSE_TIMEOUT
+                )
             except TimeoutError:
                 log.warning("sockets still closing after %.0f s at shutdown", CLOSE_TIMEOUT)
         if self._flush is not None:
