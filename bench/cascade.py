@@ -1,7 +1,7 @@
 """What one cascade hop adds: latency per hop, and the bytes on a district's uplink.
 
 Two real nodes run as ``hoinghi serve`` processes, set up as ``hoinghi demo --nodes 3``
-sets them up (``server.demo_nodes``; the second district is not started): the province and
+sets them up (``server.demo.nodes``; the second district is not started): the province and
 the district Năm Căn (CM-NC), linked by a node credential. This process plays everyone else,
 through the same HTTP login and ``/meeting`` socket as the browser client:
 
@@ -63,8 +63,8 @@ from rooms.ice import close_peer_connection, enlarge_receive_buffers  # noqa: E4
 from rooms.peer import Slot  # noqa: E402
 from rooms.probe import ProbePeer, SlotStats  # noqa: E402
 from server.config import load_settings  # noqa: E402
-from server.demo import DEMO_PASSWORD, commune_operators  # noqa: E402
-from server.demo_nodes import DemoNode, plan, prepare, start_process, wait_answering  # noqa: E402
+from server.demo.nodes import DemoNode, plan, prepare, start_process, wait_answering  # noqa: E402
+from server.demo.tree import DEMO_PASSWORD, commune_operators  # noqa: E402
 
 MAGIC = b"HNTS"
 STAMP = struct.Struct("!4sIQ")  # magic, sequence number, send time (ns, CLOCK_MONOTONIC)

@@ -42,8 +42,8 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from rooms.ice import offer_host_addresses  # noqa: E402
-from server.nodelink import NODE_EVENTS  # noqa: E402
-from server.protocol import EVENTS  # noqa: E402
+from server.cascade.nodelink import NODE_EVENTS  # noqa: E402
+from server.sockets.protocol import EVENTS  # noqa: E402
 from tests.fuzz_node import Answer, FuzzNode, Tally  # noqa: E402
 from tests.fuzzing import (  # noqa: E402
     MEETING_ROLES,

@@ -102,7 +102,7 @@ class LiveMeeting:
         # On a child node, who holds the floor when it is a site this node does not serve.
         self.floor_name: str | None = None
         # On a child node, for a meeting mirrored from the parent: "connecting", "connected",
-        # "unreachable" or "refused" (server/parent_link.py).
+        # "unreachable" or "refused" (server/cascade/parent_link.py).
         self.upper: str | None = None
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()

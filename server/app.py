@@ -14,17 +14,19 @@ from aiohttp import web
 import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
 from rooms.ice import offer_host_addresses
-from server import admin, api, auth, links, live_pages, pages, rendering
+from server import auth
+from server.cascade import links
+from server.cascade.nodelink import setup_nodelink
+from server.cascade.parent_link import setup_parent_link
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import ERROR_PAGE, Handler, error_middleware
+from server.http import admin, api, live_pages, pages, rendering
+from server.http.refused_requests import quiet_refused_requests
+from server.http.static_files import add_static_files
 from server.logs import AccessLog
-from server.nodelink import setup_nodelink
-from server.parent_link import setup_parent_link
-from server.refused_requests import quiet_refused_requests
-from server.signaling import setup_signaling
+from server.sockets.signaling import setup_signaling
 from server.state import CTX, NodeContext
-from server.static_files import add_static_files
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ server/login_limit.py.
 
 Every handler asks ``require_user`` (optionally with roles) for the caller; scope checks
 against the unit tree live beside the data they guard (``server/meetings.py``,
-``server/admin.py``).
+``server/http/admin.py``).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
         node = ctx(request)
         async with node.sessionmaker() as db, db.begin():
             await db.execute(delete(Session).where(Session.token_hash == _token_hash(token)))
-        node.sessions_changed()  # its open sockets close now (server/socket_guard.py)
+        node.sessions_changed()  # its open sockets close now (server/sockets/guard.py)
     response.del_cookie(SESSION_COOKIE, path="/")
 
 

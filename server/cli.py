@@ -112,7 +112,7 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from server.admin import USERNAME_RE
+    from server.http.admin import USERNAME_RE
 
     # The same rule as the admin pages: logins are matched in lower case, so an upper-case
     # username would be an account nobody can log in to.
@@ -149,7 +149,7 @@ async def _node_call(settings: Settings, work: Callable[[NodeContext], Awaitable
 
 
 def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
-    from server.nodes import NodeError, issue_credential
+    from server.cascade.nodes import NodeError, issue_credential
 
     units = list(dict.fromkeys(u.strip() for u in args.units.split(",") if u.strip()))
     try:
@@ -166,7 +166,7 @@ def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_node_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from server.nodes import NodeError, revoke
+    from server.cascade.nodes import NodeError, revoke
 
     try:
         info = asyncio.run(_node_call(settings, lambda n: revoke(n, args.code)))
@@ -182,7 +182,7 @@ def _local_time(settings: Settings, at: datetime) -> str:
 
 
 def cmd_node_list(settings: Settings, args: argparse.Namespace) -> int:
-    from server.nodes import list_nodes
+    from server.cascade.nodes import list_nodes
 
     nodes = asyncio.run(_node_call(settings, list_nodes))
     if not nodes:
@@ -201,7 +201,7 @@ def cmd_node_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _demo(settings: Settings) -> bool:
     from server.app import node_context
-    from server.demo import seed_demo
+    from server.demo.tree import seed_demo
 
     node = node_context(settings)
     try:
@@ -212,10 +212,10 @@ async def _demo(settings: Settings) -> bool:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import node_url
-    from server.demo import demo_logins_text
+    from server.demo.tree import demo_logins_text
 
     if args.nodes == 3:
-        from server.demo_nodes import run_demo_nodes
+        from server.demo.nodes import run_demo_nodes
 
         if not 1 <= args.base_port <= 65533:
             return fail("--base-port must leave room for three ports (1 to 65533)")

@@ -99,7 +99,7 @@ def is_api(request: web.Request) -> bool:
 
 
 ErrorPage = Callable[[web.Request, AppError], Awaitable[web.StreamResponse]]
-# The page renderer for errors on HTML routes, registered by the app (server/pages.py's
+# The page renderer for errors on HTML routes, registered by the app (server/http/pages.py's
 # render_error): the pages import this module, so it must not import them.
 ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("hoinghi_error_page")
 

@@ -96,7 +96,7 @@ VI: dict[str, str] = {
     "{count} failed logins": "{count} lần đăng nhập sai",
     "The login has been unlocked.": "Đã mở khoá đăng nhập.",
     "At least 8 characters.": "Ít nhất 8 ký tự.",
-    # live meeting (templates and server/live_pages.py LIVE_STRINGS)
+    # live meeting (templates and server/http/live_pages.py LIVE_STRINGS)
     "Join the meeting": "Vào phòng họp",
     "Chair console": "Bàn điều khiển chủ trì",
     "Chair": "Chủ trì",
@@ -194,7 +194,7 @@ VI: dict[str, str] = {
     "{online} of {total} sites online": "{online}/{total} điểm cầu trực tuyến",
     "No site has connected through this node yet.": "Chưa có điểm cầu nào kết nối qua đây.",
     "{name} — offline": "{name} — mất kết nối",
-    # the right door (server/doors.py)
+    # the right door (server/cascade/doors.py)
     "Please use your own node": "Vui lòng dùng nút của đơn vị bạn",
     "Your site ({unit}) is served by the node of {node}. Please open:": "Điểm cầu của bạn ({unit}) được phục vụ bởi nút {node}. Vui lòng mở:",
     "Your site ({unit}) is served by the node of the level above. Please open:": "Điểm cầu của bạn ({unit}) được phục vụ bởi nút cấp trên. Vui lòng mở:",

@@ -20,7 +20,7 @@ from server.config import Settings
 
 # Loggers that log per packet or per request at INFO.
 CHATTY_LIBRARIES = ("aioice", "aiortc", "engineio", "socketio")
-# socket.io's transport requests, polling and the websocket upgrade (server/signaling.py).
+# socket.io's transport requests, polling and the websocket upgrade (server/sockets/signaling.py).
 SOCKETIO_PATH = "/socket.io/"
 RECORD_KEYS = ("meeting", "unit", "peer", "node")
 

@@ -27,7 +27,7 @@ class NodeContext:
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     extras: dict[str, Any] = field(default_factory=dict)
     # Called with a meeting id after it is scheduled, changed, cancelled, started or ended
-    # (the cascade tells child nodes; see server/nodelink.py).
+    # (the cascade tells child nodes; see server/cascade/nodelink.py).
     meeting_listeners: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     # Called when this process ended a grant a socket holds (a login session, an account's
     # role or unit, a node credential): the socket guards re-check their sockets at once

@@ -25,7 +25,7 @@ from rooms.ice import offer_host_addresses
 from server.app import create_app, ssl_context
 from server.config import Settings, load_settings
 from server.db import create_engine, migrate
-from server.demo import DEMO_PASSWORD, seed_demo
+from server.demo.tree import DEMO_PASSWORD, seed_demo
 from server.state import CTX
 
 CHROMIUM = os.environ.get("HOINGHI_CHROMIUM", "/usr/bin/chromium")
@@ -262,7 +262,7 @@ async def tree(
 ) -> AsyncIterator[Tree]:
     import asyncio
 
-    from server.parent_link import PARENT_LINK
+    from server.cascade.parent_link import PARENT_LINK
     from tests.live_helpers import start_child  # it imports this module: here, not above
 
     root = tmp_path / "CM"

@@ -32,11 +32,11 @@ from yarl import URL
 from rooms.peer import CHAIR_LAYOUT, RELAY_LAYOUT, SITE_LAYOUT
 from rooms.probe import ProbePeer
 from server import auth, models
-from server.demo import DEMO_PASSWORD
-from server.nodelink import NODE_NS
-from server.nodes import issue_credential
-from server.protocol import ERROR_CODES
-from server.signaling import MAX_MESSAGE, REGISTRY
+from server.cascade.nodelink import NODE_NS
+from server.cascade.nodes import issue_credential
+from server.demo.tree import DEMO_PASSWORD
+from server.sockets.protocol import ERROR_CODES
+from server.sockets.signaling import MAX_MESSAGE, REGISTRY
 from server.state import CTX
 from tests.conftest import make_settings, serve_node
 from tests.fuzzing import VALID, EventCase, HttpCase, SdpCase

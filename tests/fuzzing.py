@@ -140,7 +140,7 @@ def payloads(model: type[BaseModel]) -> st.SearchStrategy[Any]:
 def wire_models() -> list[type[BaseModel]]:
     """Every pydantic model the node's HTTP handlers read (their fields feed the bodies)."""
     found: list[type[BaseModel]] = []
-    for name in ("server.api", "server.admin", "server.meetings"):
+    for name in ("server.http.api", "server.http.admin", "server.meetings"):
         module = importlib.import_module(name)
         for value in vars(module).values():
             if (

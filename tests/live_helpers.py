@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from rooms.peer import Slot
 from rooms.probe import ProbePeer
-from server.demo import DEMO_PASSWORD
-from server.nodes import issue_credential
-from server.parent_link import PARENT_LINK
+from server.cascade.nodes import issue_credential
+from server.cascade.parent_link import PARENT_LINK
+from server.demo.tree import DEMO_PASSWORD
 from server.state import CTX
 from tests.conftest import Node, Session, start_node
 from tests.tcp_gate import TcpGate

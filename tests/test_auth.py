@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
 from server.auth import PRELOGIN_COOKIE, SESSION_COOKIE
-from server.demo import DEMO_PASSWORD
+from server.demo.tree import DEMO_PASSWORD
 from server.models import LoginFailure, User, utcnow
 from server.models import Session as SessionRow
 from server.state import CTX

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from server.demo import DEMO_PASSWORD
+from server.demo.tree import DEMO_PASSWORD
 from tests.conftest import TEST_OUTPUT, make_settings, serve_node
 
 CHROMIUM_ARGS = [

@@ -1,5 +1,5 @@
 """A live page opened before its user logs out in another tab: the page stops and asks for a
-login; it does not stay in the meeting with the ended session (server/socket_guard.py)."""
+login; it does not stay in the meeting with the ended session (server/sockets/guard.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from playwright.async_api import async_playwright
 
+from server.http.live_pages import LIVE_STRINGS
 from server.i18n import translator
-from server.live_pages import LIVE_STRINGS
 from tests.conftest import TEST_OUTPUT
 from tests.test_browser_live import (  # noqa: F401  (base_url is a fixture)
     CHROMIUM_ARGS,

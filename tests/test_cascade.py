@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rooms.probe import max_gap, rate
-from server.demo import commune_operators
-from server.signaling import REGISTRY
+from server.demo.tree import commune_operators
+from server.sockets.signaling import REGISTRY
 from tests.conftest import Tree
 from tests.live_helpers import (
     ClientFactory,

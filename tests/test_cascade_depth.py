@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from server.nodes import issue_credential, revoke
-from server.parent_link import BACKOFF_MIN, PARENT_LINK
-from server.signaling import REGISTRY
+from server.cascade.nodes import issue_credential, revoke
+from server.cascade.parent_link import BACKOFF_MIN, PARENT_LINK
+from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import Node, start_node
 from tests.live_helpers import (
@@ -252,7 +252,9 @@ async def test_parent_refuses_a_bad_link_child_backs_off_and_no_log_holds_the_se
         return [
             r
             for r in caplog.records
-            if r.name == "server.nodes" and logged in r.getMessage() and "CM-NC" in r.getMessage()
+            if r.name == "server.cascade.nodes"
+            and logged in r.getMessage()
+            and "CM-NC" in r.getMessage()
         ]
 
     # The parent refuses and logs it, naming the node; the child says why, to its operator.
@@ -260,7 +262,9 @@ async def test_parent_refuses_a_bad_link_child_backs_off_and_no_log_holds_the_se
     await wait_for(lambda: link.state == "refused", 15, "the child to see the refusal")
     assert link.refusal == told
     assert any(
-        r.name == "server.parent_link" and r.levelno >= logging.ERROR and told in r.getMessage()
+        r.name == "server.cascade.parent_link"
+        and r.levelno >= logging.ERROR
+        and told in r.getMessage()
         for r in caplog.records
     )
 

@@ -1,7 +1,7 @@
 """A district node killed (SIGKILL) during a live meeting, then started again.
 
 The province is an app in this process; the district is a real ``hoinghi serve`` process
-with its own SQLite database (server/demo_nodes.py starts it); its two commune sites are
+with its own SQLite database (server/demo/nodes.py starts it); its two commune sites are
 Chromium pages with the fake camera. The province must show the district and its communes
 offline within 3 s of the kill. After the restart, on the same port and database, the
 district relinks and the pages rejoin and decode the chair again by themselves: nothing here
@@ -25,11 +25,11 @@ from playwright.async_api import Page, async_playwright
 from sqlalchemy import select
 
 from rooms.meeting import LiveMeeting
+from server.cascade.nodes import issue_credential
 from server.db import create_engine, make_sessionmaker
-from server.demo_nodes import DemoNode, node_settings, prepare, start_process, wait_answering
+from server.demo.nodes import DemoNode, node_settings, prepare, start_process, wait_answering
 from server.models import Meeting
-from server.nodes import issue_credential
-from server.signaling import REGISTRY
+from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import CHROMIUM, Node, start_node
 from tests.live_helpers import (

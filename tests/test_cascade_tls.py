@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from server.nodes import issue_credential
-from server.parent_link import PARENT_LINK
+from server.cascade.nodes import issue_credential
+from server.cascade.parent_link import PARENT_LINK
 from server.state import CTX
 from server.tls import self_signed
 from tests.conftest import make_settings, serve_node, start_node
@@ -65,7 +65,7 @@ async def test_child_links_to_an_https_parent_it_trusts_and_not_to_one_it_does_n
     await district.close()
 
     # Without it (the system's CAs do not know a self-signed certificate): no link at all.
-    caplog.set_level(logging.INFO, logger="server.parent_link")
+    caplog.set_level(logging.INFO, logger="server.cascade.parent_link")
     wary_dir = tmp_path / "wary"
     wary_dir.mkdir()
     wary = await start_node(

@@ -16,8 +16,8 @@ import pytest
 from rooms.meeting import LiveMeeting
 from rooms.peer import RELAY_LAYOUT, WALL_SLOTS
 from rooms.uplink import UplinkLink
-from server.parent_link import PARENT_LINK
-from server.signaling import REGISTRY
+from server.cascade.parent_link import PARENT_LINK
+from server.sockets.signaling import REGISTRY
 from tests.conftest import Tree, start_node
 from tests.live_helpers import (
     ClientFactory,

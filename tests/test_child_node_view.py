@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from server.parent_link import CONNECT_WAIT
+from server.cascade.parent_link import CONNECT_WAIT
 from server.state import CTX
 from tests.conftest import start_node
 from tests.live_helpers import (

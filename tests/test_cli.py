@@ -22,7 +22,7 @@ from server.app import HEAD_REVISION, create_app, node_context
 from server.cli import build_parser
 from server.config import load_settings
 from server.db import create_engine, migrate
-from server.demo import seed_demo
+from server.demo.tree import seed_demo
 from tests.conftest import FAST_HASHER, Node
 
 SCRIPT = Path(sys.executable).parent / "hoinghi"

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.demo import DEMO_PASSWORD
-from server.demo_nodes import answers, hoinghi_command
+from server.demo.nodes import answers, hoinghi_command
+from server.demo.tree import DEMO_PASSWORD
 
 
 def free_base_port() -> int:

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from server import auth
+from server.cascade.nodes import issue_credential, revoke
+from server.cascade.parent_link import PARENT_LINK
 from server.models import Role, Unit, User
-from server.nodes import issue_credential, revoke
-from server.parent_link import PARENT_LINK
 from server.state import CTX
 from tests.conftest import Node, Session, start_node
 from tests.test_auth import page_csrf

@@ -1,9 +1,9 @@
 """Fuzzed input never gets a 5xx, a traceback or an undocumented code, on any surface.
 
-Every route of the app's router, every event of ``/meeting`` (server/protocol.py EVENTS)
-and ``/node`` (server/nodelink.py NODE_EVENTS), and mutated SDP offers (of a real aiortc
+Every route of the app's router, every event of ``/meeting`` (server/sockets/protocol.py EVENTS)
+and ``/node`` (server/cascade/nodelink.py NODE_EVENTS), and mutated SDP offers (of a real aiortc
 offer) go to a real served node, as each role. The answers must be documented: HTTP errors
-as docs/protocol.md lists them for the route, socket codes as server/protocol.py
+as docs/protocol.md lists them for the route, socket codes as server/sockets/protocol.py
 ERROR_CODES (and the /node section). Nothing logged at ERROR either. The generators are in
 tests/fuzzing.py, the node and the judging in tests/fuzz_node.py; bench/fuzz.py runs the
 same for tens of thousands of inputs. A few hundred inputs here: well under a minute.
@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from server.app import create_app
-from server.nodelink import NODE_EVENTS
-from server.protocol import EVENTS
+from server.cascade.nodelink import NODE_EVENTS
+from server.sockets.protocol import EVENTS
 from tests.conftest import fresh_pg_database, make_settings
 from tests.fuzz_node import FuzzNode, http_doc
 from tests.fuzzing import (

@@ -77,8 +77,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_graph_sees_lazy_imports() -> None:
-    tree = ast.parse("def f():\n    from server.pages import render_error\n")
-    assert _imports(tree, {"server.pages"}) == {"server.pages"}
+    tree = ast.parse("def f():\n    from server.http.pages import render_error\n")
+    assert _imports(tree, {"server.http.pages"}) == {"server.http.pages"}
 
 
 def test_project_modules_import_without_cycles() -> None:

@@ -12,8 +12,8 @@ import asyncio
 import socketio
 
 from server.auth import SESSION_COOKIE
-from server.demo import commune_operators
-from server.signaling import REGISTRY, SIO
+from server.demo.tree import commune_operators
+from server.sockets.signaling import REGISTRY, SIO
 from tests.conftest import Node
 from tests.live_helpers import wait_for
 from tests.test_signaling import (  # noqa: F401  (connect is a fixture)

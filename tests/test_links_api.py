@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.demo import DEMO_PASSWORD
-from server.signaling import REGISTRY
+from server.demo.tree import DEMO_PASSWORD
+from server.sockets.signaling import REGISTRY
 from tests.conftest import Session, Tree
 from tests.live_helpers import (
     join_site,

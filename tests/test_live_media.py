@@ -19,7 +19,7 @@ from rooms.frames import FrameAssembler
 from rooms.hooks import encoder_of
 from rooms.probe import max_gap, rate
 from rooms.router import Packer
-from server.signaling import PING_INTERVAL, REGISTRY
+from server.sockets.signaling import PING_INTERVAL, REGISTRY
 from tests.conftest import Node
 from tests.live_helpers import Participant, schedule, wait_for
 

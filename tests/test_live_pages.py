@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from server.app import WEB_DIR
+from server.http.live_pages import LIVE_STRINGS
 from server.i18n import VI
-from server.live_pages import LIVE_STRINGS
 from tests.conftest import Node, Session
 
 

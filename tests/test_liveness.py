@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCPeerConnection
 
 from rooms.uplink import UplinkLink
-from server.parent_link import PARENT_LINK
-from server.signaling import REGISTRY
+from server.cascade.parent_link import PARENT_LINK
+from server.sockets.signaling import REGISTRY
 from tests.conftest import Node, Session
 from tests.live_helpers import (
     district_behind_gate,

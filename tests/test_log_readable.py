@@ -18,8 +18,8 @@ import socketio
 
 from rooms.peer import Slot
 from rooms.probe import ProbePeer
-from server.demo import DEMO_PASSWORD
-from server.demo_nodes import answers, hoinghi_command
+from server.demo.nodes import answers, hoinghi_command
+from server.demo.tree import DEMO_PASSWORD
 from tests.test_demo_nodes import free_base_port
 
 # Loggers that speak per packet or per request at INFO when left alone.

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from server.demo import DEMO_PASSWORD
+from server.demo.tree import DEMO_PASSWORD
 from server.models import LoginFailure, utcnow
 from server.state import CTX
 from tests.conftest import Node, Session, start_node

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
+from server.cascade.nodes import issue_credential
+from server.cascade.parent_link import PARENT_LINK
 from server.models import Node as NodeRow
-from server.nodes import issue_credential
-from server.parent_link import PARENT_LINK
-from server.signaling import REGISTRY
+from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import Node, start_node
 from tests.live_helpers import Participant, local_meeting_id, schedule, start_child

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.parent_link import PARENT_LINK
+from server.cascade.parent_link import PARENT_LINK
 from tests.conftest import Tree
 from tests.live_helpers import schedule
 

@@ -1,4 +1,4 @@
-"""Revoking a child node's credential drops the link it already has (server/socket_guard.py).
+"""Revoking a child node's credential drops the link it already has (server/sockets/guard.py).
 
 ``hoinghi node revoke`` runs in its own process: the parent node hears of it only from the
 database, and must still drop the child's /node socket within a second or so, and refuse
@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from rooms.meeting import RELAY
-from server.nodelink import NODE_NAMESPACE
-from server.nodes import issue_credential
-from server.parent_link import PARENT_LINK
-from server.signaling import REGISTRY, SIO
+from server.cascade.nodelink import NODE_NAMESPACE
+from server.cascade.nodes import issue_credential
+from server.cascade.parent_link import PARENT_LINK
+from server.sockets.signaling import REGISTRY, SIO
 from server.state import CTX
 from tests.conftest import Node
 from tests.live_helpers import start_as_chair, start_child, wait_for

@@ -1,7 +1,7 @@
 """A node stopped (SIGTERM) or killed (SIGKILL) under live pages, and a site whose media
 stops while its socket stays open: people are told within seconds, in words.
 
-The node is a real ``hoinghi serve`` process (server/demo_nodes.py starts it) with its own
+The node is a real ``hoinghi serve`` process (server/demo/nodes.py starts it) with its own
 SQLite database; the chair and a commune site are Chromium pages with the fake camera. Each
 page must cover its picture with "Mất kết nối tới máy chủ — đang kết nối lại…" (and the
 English second line) and its status bar must agree; a SIGTERM must end the process, exit
@@ -24,7 +24,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import select
 
 from server.db import create_engine, make_sessionmaker
-from server.demo_nodes import DemoNode, node_settings, prepare, start_process, wait_answering
+from server.demo.nodes import DemoNode, node_settings, prepare, start_process, wait_answering
 from server.models import Meeting, MeetingStatus
 from tests.conftest import CHROMIUM
 from tests.test_browser_live import (

@@ -19,10 +19,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 
 from server.app import node_context
-from server.db import migrate
-from server.demo import DEMO_UNITS
-from server.models import Node, Unit
-from server.nodes import (
+from server.cascade.nodes import (
     NodeError,
     check_units,
     issue_credential,
@@ -30,6 +27,9 @@ from server.nodes import (
     revoke,
     verify_credential,
 )
+from server.db import migrate
+from server.demo.tree import DEMO_UNITS
+from server.models import Node, Unit
 from server.state import NodeContext
 from server.units import load_units, parse_unit_file
 from tests.conftest import make_settings

@@ -37,7 +37,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT
 from rooms.probe import ProbePeer
 from server.app import create_app
-from server.protocol import EVENTS
+from server.sockets.protocol import EVENTS
 from server.state import CTX
 from tests.conftest import Node, Session, make_settings, start_node
 

@@ -481,7 +481,7 @@ async def test_district_chair_cannot_edit_province_meeting_it_is_invited_to(node
     assert f'href="/meetings/{mid}/edit"' not in html  # no edit button either
 
 
-# -- administration scope (server/admin.py) -----------------------------------------------------
+# -- administration scope (server/http/admin.py) ------------------------------------------------
 
 
 async def user_ids(admin: Session) -> dict[str, int]:

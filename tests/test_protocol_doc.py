@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT
 from server.auth import SESSION_COOKIE
-from server.protocol import ERROR_CODES, EVENTS, SERVER_EVENTS
-from server.signaling import NAMESPACE, MeetingNamespace
+from server.sockets.protocol import ERROR_CODES, EVENTS, SERVER_EVENTS
+from server.sockets.signaling import NAMESPACE, MeetingNamespace
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -353,7 +353,7 @@ def raised_api_codes() -> set[str]:
     codes = {"not_found", "method_not_allowed", "too_large"}
     helpers = {"forbidden": "forbidden", "invalid": "invalid_field"}
     root = Path(__file__).resolve().parent.parent / "server"
-    for path in sorted(root.glob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         if path.name in PAGE_MODULES:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.demo import DEMO_PASSWORD, demo_accounts, demo_logins_text
+from server.demo.tree import DEMO_PASSWORD, demo_accounts, demo_logins_text
 from server.models import Role
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from server.redirects import FALLBACK, safe_next
+from server.http.redirects import FALLBACK, safe_next
 from tests.conftest import DEMO_PASSWORD, Node
 
 HOSTILE = [

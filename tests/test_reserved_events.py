@@ -13,7 +13,7 @@ from typing import Any
 import socketio
 
 from server.auth import SESSION_COOKIE
-from server.nodes import issue_credential
+from server.cascade.nodes import issue_credential
 from server.state import CTX
 from tests.conftest import Node
 from tests.test_signaling import (  # noqa: F401  (connect is a fixture)

@@ -22,8 +22,8 @@ from aiortc.sdp import SessionDescription
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT, Slot
 from rooms.probe import ProbePeer
 from server.auth import SESSION_COOKIE
-from server.protocol import EVENTS, MAX_SDP
-from server.signaling import REGISTRY, SIO
+from server.sockets.protocol import EVENTS, MAX_SDP
+from server.sockets.signaling import REGISTRY, SIO
 from tests.conftest import Node, Session
 
 NS = "/meeting"

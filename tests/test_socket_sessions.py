@@ -1,4 +1,4 @@
-"""A /meeting socket lives no longer than its login session (server/socket_guard.py).
+"""A /meeting socket lives no longer than its login session (server/sockets/guard.py).
 
 Each test opens real sockets on a real served node, ends the session the way a user or an
 administrator would (or lets it expire), and checks the socket is told ``session_ended``
@@ -17,10 +17,10 @@ import socketio
 from aiohttp import web
 from sqlalchemy import delete, select, update
 
-from server import socket_sessions
 from server.auth import SESSION_COOKIE, _token_hash
+from server.cascade.nodes import ended_links, issue_credential, list_nodes, revoke
 from server.models import Meeting, MeetingStatus, Session, User, utcnow
-from server.nodes import ended_links, issue_credential, list_nodes, revoke
+from server.sockets import sessions as socket_sessions
 from server.state import CTX
 from tests.conftest import Node, migrated_app
 from tests.live_helpers import wait_for

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from server.app import node_context
+from server.cascade.nodes import NodeError, issue_credential, list_nodes, verify_credential
 from server.cli import _user_add
 from server.db import migrate
-from server.demo import DEMO_PASSWORD, DEMO_UNITS
-from server.nodes import NodeError, issue_credential, list_nodes, verify_credential
+from server.demo.tree import DEMO_PASSWORD, DEMO_UNITS
 from server.state import NodeContext
 from server.units import load_units, parse_unit_file
 from tests.conftest import FAST_HASHER, Node, make_settings

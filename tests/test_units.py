@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db import create_engine, make_sessionmaker, migrate
-from server.demo import DEMO_UNITS
+from server.demo.tree import DEMO_UNITS
 from server.models import Unit
 from server.units import (
     UnitEntry,

@@ -12,7 +12,7 @@ from server.models import Role, Unit, User
 from server.state import NodeContext
 from server.units import load_units, parse_unit_file
 
-DEMO_UNITS = Path(__file__).parent / "data" / "camau-2018-units.json"
+DEMO_UNITS = Path(__file__).resolve().parent.parent / "data" / "camau-2018-units.json"
 DEMO_PASSWORD = "hoinghi-demo"
 
 

@@ -1,7 +1,7 @@
 """Rendering a page: the context every template gets, and the error page.
 
-Its own module so that the page handlers (server/pages.py, server/admin.py,
-server/live_pages.py) and the error middleware (server/errors.py, which is given
+Its own module so that the page handlers (server/http/pages.py, server/http/admin.py,
+server/http/live_pages.py) and the error middleware (server/errors.py, which is given
 ``render_error`` by the app) all use it without importing one another.
 """
 

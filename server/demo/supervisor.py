@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from server.demo_nodes import DemoNode
+    from server.demo.nodes import DemoNode
 
 POLL = 0.5
 # "2", "r 2", "r2", "restart 2", "khởi động lại 2": the number is what counts.

@@ -2,7 +2,7 @@
 
 A socket is opened with a session cookie; its ``Ticket`` records the session (the token's
 hash, its expiry) and the user as they were (role, unit, a digest of the password hash). The
-socket guard (server/socket_guard.py) compares all tickets with the database in one query;
+socket guard (server/sockets/guard.py) compares all tickets with the database in one query;
 the first difference names the reason the socket is ended with (docs/protocol.md,
 ``session_ended``).
 """

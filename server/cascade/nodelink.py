@@ -24,11 +24,11 @@ from sqlalchemy import select
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
 from rooms.peer import WALL_SLOTS, MediaError
 from server import meetings
+from server.cascade.nodes import NodeError, NodeInfo, check_units, ended_links, verify_credential
 from server.models import Meeting, MeetingStatus
-from server.nodes import NodeError, NodeInfo, check_units, ended_links, verify_credential
-from server.protocol import MAX_SDP, Event, fail, ok, validate
-from server.signaling import MEETING_NS, REGISTRY, SIO
-from server.socket_guard import SocketGuard
+from server.sockets.guard import SocketGuard
+from server.sockets.protocol import MAX_SDP, Event, fail, ok, validate
+from server.sockets.signaling import MEETING_NS, REGISTRY, SIO
 from server.state import CTX, NodeContext
 from server.units import UnitTree
 
@@ -81,7 +81,7 @@ class Heartbeat(Event):
 
 class WatchOrder(Event):
     """Parent → child ``watch``: send ``unit``'s video up relay slot ``watch.{slot}``
-    (``on``), or stop. The child checks it with this model too (server/parent_link.py)."""
+    (``on``), or stop. The child checks it with this model too (server/cascade/parent_link.py)."""
 
     meeting_id: int = Field(ge=1, le=2**31 - 1)
     unit: str = Field(min_length=1, max_length=64)

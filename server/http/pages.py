@@ -1,4 +1,4 @@
-"""HTML pages (Jinja2): login, meeting list, detail and form. Admin pages: server/admin.py."""
+"""HTML pages (Jinja2): login, meeting list, detail and form. Admin pages: server/http/admin.py."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from server import auth, login_limit, meetings
 from server.atomic import atomic
-from server.doors import served_elsewhere
+from server.cascade.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
+from server.http.live_pages import live_role
+from server.http.redirects import safe_next
+from server.http.rendering import render
 from server.i18n import LANG_COOKIE, LANGS, error_text, request_lang
-from server.live_pages import live_role
 from server.models import MeetingStatus, Role
-from server.redirects import safe_next
-from server.rendering import render
 from server.state import ctx
 from server.units import UnitTree
 

@@ -25,9 +25,9 @@ from sqlalchemy import delete, select
 
 from rooms.meeting import LiveMeeting
 from rooms.uplink import UplinkLink
+from server.cascade.nodelink import WatchOrder
 from server.models import Meeting, MeetingStatus, MeetingUnit
-from server.nodelink import WatchOrder
-from server.signaling import MEETING_NS, REGISTRY
+from server.sockets.signaling import MEETING_NS, REGISTRY
 from server.state import CTX, NodeContext
 
 log = logging.getLogger(__name__)
@@ -379,7 +379,7 @@ class ParentLink:
         elif status in (MeetingStatus.ENDED, MeetingStatus.CANCELLED):
             await self._close_link(local_id)
             await self.app[MEETING_NS].end_meeting(local_id)
-        # Pass it on to this node's own children, at any depth below (server/nodelink.py).
+        # Pass it on to this node's own children, at any depth below (server/cascade/nodelink.py).
         await node.announce(local_id)
         return local_id
 

@@ -171,7 +171,7 @@ async def revoke(node_ctx: NodeContext, code: str) -> NodeInfo:
     return info
 
 
-# Why a linked child's socket is dropped (server/nodelink.py guards every link with these).
+# Why a linked child's socket is dropped (server/cascade/nodelink.py guards every link with these).
 REVOKED = "revoked"
 REPLACED = "credential_replaced"
 

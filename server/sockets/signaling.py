@@ -21,11 +21,13 @@ from socketio import packet
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
 from rooms.registry import Registry
-from server import auth, meetings, socket_sessions
-from server.doors import PARENT, served_elsewhere
+from server import auth, meetings
+from server.cascade.doors import PARENT, served_elsewhere
 from server.errors import AppError
 from server.models import MeetingStatus, Role
-from server.protocol import (
+from server.sockets import sessions as socket_sessions
+from server.sockets.guard import SocketGuard
+from server.sockets.protocol import (
     EVENTS,
     Devices,
     Empty,
@@ -39,7 +41,6 @@ from server.protocol import (
     ok,
     validate,
 )
-from server.socket_guard import SocketGuard
 from server.state import CTX, NodeContext
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import auth, login_limit
-from server.api import ok
 from server.atomic import atomic
 from server.errors import (
     AppError,
@@ -22,8 +21,9 @@ from server.errors import (
     path_id,
     read_json,
 )
+from server.http.api import ok
+from server.http.rendering import render
 from server.models import Role, Unit, User
-from server.rendering import render
 from server.state import NodeContext, ctx
 from server.units import CODE_RE, LEVEL_RE
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server import auth, meetings
 from server.atomic import atomic
-from server.doors import served_elsewhere
+from server.cascade.doors import served_elsewhere
 from server.errors import path_id, read_json
 from server.models import Role
 from server.state import ctx

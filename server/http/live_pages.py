@@ -11,11 +11,11 @@ from aiohttp import web
 
 from rooms.meeting import CHAIR, SITE
 from server import auth, meetings
-from server.doors import served_elsewhere
+from server.cascade.doors import served_elsewhere
 from server.errors import AppError, path_id
+from server.http.rendering import render
 from server.i18n import request_lang, translator
 from server.models import Meeting, Role
-from server.rendering import render
 from server.state import ctx
 from server.units import UnitTree
 
@@ -129,7 +129,7 @@ LOST = LIVE_STRINGS["lost_title"]
 
 
 def live_role(user: auth.CurrentUser, tree: UnitTree, meeting: Meeting) -> str | None:
-    """The user's part in the live meeting, as server/signaling.py ``_join`` decides it."""
+    """The user's part in the live meeting, as server/sockets/signaling.py ``_join`` decides it."""
     if user.role is Role.CHAIR and user.unit_id == meeting.host_unit_id:
         return CHAIR
     if user.role in (Role.OPERATOR, Role.CHAIR) and user.unit_id in meetings.site_ids(

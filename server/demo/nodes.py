@@ -4,7 +4,7 @@ Each node gets its own data directory under ``DATA_DIR/nodes/`` (migrated, demo-
 the province issues the districts' credentials, each node's settings are written to
 ``node.toml`` there (mode 600: it holds the credential), and the three are started as
 ``hoinghi serve`` subprocesses with ``HOINGHI_*`` variables. A node that stops is reported
-and the others keep running; typing its number restarts it (server/demo_supervisor.py).
+and the others keep running; typing its number restarts it (server/demo/supervisor.py).
 Ctrl-C (or SIGTERM) stops all three, districts first. A second run reuses the directories
 and issues fresh credentials.
 """
@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from server.config import ENV_PREFIX, Settings, load_settings
 from server.db import create_engine, migrate
-from server.demo_supervisor import Supervisor, hint_lines
+from server.demo.supervisor import Supervisor, hint_lines
 
 # Settings a demo node takes from the caller's environment (the machine's media addresses
 # are the same for every node on it); every other HOINGHI_* variable (database, secret,
@@ -92,8 +92,8 @@ def node_settings(node: DemoNode) -> Settings:
 async def prepare(nodes: list[DemoNode]) -> None:
     """Migrate and demo-seed each node's database; the first issues the others' credentials."""
     from server.app import node_context
-    from server.demo import seed_demo
-    from server.nodes import issue_credential
+    from server.cascade.nodes import issue_credential
+    from server.demo.tree import seed_demo
 
     for n in nodes:
         settings = node_settings(n)
@@ -174,7 +174,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def summary(nodes: list[DemoNode], procs: list[subprocess.Popen[bytes]]) -> Iterator[str]:
-    from server.demo import DEMO_PASSWORD
+    from server.demo.tree import DEMO_PASSWORD
 
     province, nc, nh = nodes
     yield ""

@@ -19,10 +19,11 @@ from aiortc import RTCPeerConnection
 from sqlalchemy import select
 
 from rooms.liveness import PacketWatch, connection_state
-from server import auth, meetings, nodes
+from server import auth, meetings
+from server.cascade import nodes
+from server.cascade.parent_link import PARENT_LINK
 from server.models import Meeting, Role
-from server.parent_link import PARENT_LINK
-from server.signaling import REGISTRY
+from server.sockets.signaling import REGISTRY
 from server.state import ctx
 
 routes = web.RouteTableDef()

@@ -1,0 +1,1 @@
+"""The node's HTTP side: pages (Jinja2), the JSON API, and what guards every request."""
