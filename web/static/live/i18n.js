@@ -1,5 +1,5 @@
 // Translated strings for the live pages: the server renders them into <script id="i18n">
-// (a JSON block, never executed) in the user's language; keys are in server/live_pages.py.
+// (a JSON block, never executed) in the user's language; keys are in server/http/live_pages.py.
 
 const node = document.getElementById("i18n");
 const strings = node ? JSON.parse(node.textContent || "{}") : {};
