@@ -48,7 +48,8 @@ async def test_live_page_of_a_user_who_logged_out_in_another_tab_stops_and_asks_
             await other.click('form[action="/logout"] button')
             await other.wait_for_url("**/login**")
             text = await until(site, SHOWN_LOGIN)
-            assert text == translator("vi")(LIVE_STRINGS["login_again"])
+            # It says why (tests/test_browser_session_reasons.py covers the other reasons).
+            assert text == translator("vi")(LIVE_STRINGS["session_logged_out"])
             # The chair no longer lists the site, and the page does not come back.
             await until(chair, "() => window.hoinghi.state.sites.length === 0")
             await asyncio.sleep(3)

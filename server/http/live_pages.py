@@ -31,6 +31,14 @@ LIVE_STRINGS: dict[str, str] = {
     "lost_title": "Lost the connection to the server — reconnecting…",
     "login_again": "Your login has expired. Please log in again.",
     "log_in": "Log in",
+    # session_ended (docs/protocol.md section 7): why this page stopped, one text per reason.
+    "session_ended_title": "Your login session has ended",
+    "session_logged_out": "You logged out in another window.",
+    "session_expired": "Your login session has expired.",
+    "session_disabled": "Your account has been locked by an administrator.",
+    "session_password_changed": "Your password has been changed.",
+    "session_role_changed": "The role or unit of your account has changed.",
+    "session_unit_changed": "The role or unit of your account has changed.",
     "waiting": "Waiting for the chair to start the meeting",
     "waiting_chair": "Not started yet — press “Start the meeting” when ready",
     "live": "The meeting is in session",
@@ -126,6 +134,8 @@ LIVE_STRINGS: dict[str, str] = {
 
 
 LOST = LIVE_STRINGS["lost_title"]
+# Shown with the English under the Vietnamese (the overlay when the login session ended).
+SECOND_LINE = tuple(key for key in LIVE_STRINGS if key.startswith("session_"))
 
 
 def live_role(user: auth.CurrentUser, tree: UnitTree, meeting: Meeting) -> str | None:
@@ -168,4 +178,5 @@ async def meeting_live(request: web.Request) -> web.StreamResponse:
         strings={key: _(text) for key, text in LIVE_STRINGS.items()},
         # The words over a frozen picture carry an English second line on a Vietnamese page.
         lost_second="" if _(LOST) == LOST else LOST,
+        second_strings={key: text for key in SECOND_LINE if _(text := LIVE_STRINGS[key]) != text},
     )

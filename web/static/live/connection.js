@@ -22,7 +22,8 @@ function backoff(failures) {
 export class LiveConnection {
   /**
    * ui: {banner(kind), joined(ack), state(state), lost(on), ended(), replaced(),
-   * fatal(ack, {login})}; banner kinds: "connecting", "media", "connected", "reconnecting".
+   * fatal(ack, {login}), sessionEnded(reason)}; banner kinds: "connecting", "media",
+   * "connected", "reconnecting".
    * lost(true): the node is out of reach (say so over the picture); lost(false): back.
    */
   constructor({ meetingId, local, elements, maxBitrate, ui }) {
@@ -60,6 +61,7 @@ export class LiveConnection {
     sig.on("connect_error", (err) => {
       const refused = err && ((err.data && err.data.error) || err.message);
       if (refused === "not_authenticated") {
+        if (this.sessionEnded) return; // the page already says why
         this.stop();
         this.ui.fatal(err.data || { error: refused }, { login: true });
       } else if (!this.stopped) {
@@ -73,6 +75,9 @@ export class LiveConnection {
       this.stop();
       this.ui.replaced();
     });
+    // The login this socket was opened with ended (logged out elsewhere, disabled, ...): the
+    // node closes the socket next, and a reconnect with the old cookie would be refused.
+    sig.on("session_ended", (data) => this.onSessionEnded((data && data.reason) || ""));
     this.ui.banner("connecting");
   }
 
@@ -212,6 +217,14 @@ export class LiveConnection {
     this.endedShown = true;
     this.local.stop();
     this.ui.ended(ack);
+  }
+
+  onSessionEnded(reason) {
+    if (this.sessionEnded) return;
+    this.sessionEnded = true;
+    this.stop();
+    this.local.stop();
+    this.ui.sessionEnded(reason);
   }
 
   setDevices(micOn, cameraOn) {

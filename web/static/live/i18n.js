@@ -3,6 +3,9 @@
 
 const node = document.getElementById("i18n");
 const strings = node ? JSON.parse(node.textContent || "{}") : {};
+// On a Vietnamese page, the English of the few texts shown with an English second line.
+const englishNode = document.getElementById("i18n-second");
+const english = englishNode ? JSON.parse(englishNode.textContent || "{}") : {};
 
 /** The string for `key`, with "{name}" marks replaced from `values`. */
 export function t(key, values = {}) {
@@ -18,4 +21,9 @@ export function errorText(ack) {
   const code = ack && ack.error;
   if (code && strings[`err_${code}`]) return strings[`err_${code}`];
   return (ack && ack.message) || String(code || "error");
+}
+
+/** The English second line for `key` on a Vietnamese page; "" otherwise. */
+export function second(key) {
+  return english[key] ?? "";
 }

@@ -2,7 +2,17 @@
 // a notice for problems, and the full-page overlay (ended, replaced, cannot join).
 
 import { byId } from "./dom.js";
-import { errorText, t } from "./i18n.js";
+import { errorText, second, t } from "./i18n.js";
+
+// The reasons of `session_ended` (docs/protocol.md section 7), each with its "session_<reason>" text.
+const SESSION_REASONS = new Set([
+  "logged_out",
+  "expired",
+  "disabled",
+  "password_changed",
+  "role_changed",
+  "unit_changed",
+]);
 
 const BANNER_TEXT = {
   connecting: "connecting",
@@ -41,9 +51,14 @@ export function notice(text, { transient = false } = {}) {
   if (text && transient) noticeTimer = setTimeout(() => (el.hidden = true), 8000);
 }
 
-export function overlay(title, text, { action = null, onAction = null, login = false } = {}) {
+/** The full-page card; `second`: the text again in English, under it (Vietnamese pages). */
+export function overlay(title, text, options = {}) {
+  const { action = null, onAction = null, login = false, second = "" } = options;
   byId("overlay-title").textContent = title;
   byId("overlay-text").textContent = text;
+  const english = byId("overlay-second");
+  english.textContent = second;
+  english.hidden = !second;
   const button = byId("overlay-action");
   button.hidden = !action;
   if (action) {
@@ -84,6 +99,14 @@ export function commonUi(getConnection) {
         action: t("use_here"),
         onAction: () => getConnection().resume(),
       });
+    },
+    sessionEnded(reason) {
+      banner("stopped");
+      byId("conn").textContent = t("session_ended_title");
+      const key = SESSION_REASONS.has(reason) ? `session_${reason}` : "login_again";
+      status(t("session_ended_title"), "bad");
+      overlay(t("session_ended_title"), t(key), { login: true, second: second(key) });
+      document.body.dataset.sessionEnded = reason || "unknown";
     },
     fatal(ack, { login }) {
       banner("stopped");
