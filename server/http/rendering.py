@@ -14,7 +14,7 @@ from urllib.parse import quote
 import aiohttp_jinja2
 from aiohttp import web
 
-from server import auth
+from server import auth, login_limit
 from server.errors import AppError
 from server.i18n import error_text, request_lang, translator
 from server.models import Role
@@ -43,6 +43,10 @@ def base_context(request: web.Request, **extra: Any) -> dict[str, Any]:
 
 
 def render(request: web.Request, template: str, status: int = 200, **extra: Any) -> web.Response:
+    errors = extra.get("errors")
+    if isinstance(errors, dict):  # field errors the catalog knows are shown in Vietnamese
+        _ = translator(request_lang(request))
+        extra["errors"] = {k: _(v) if isinstance(v, str) else v for k, v in errors.items()}
     response = aiohttp_jinja2.render_template(
         template, request, base_context(request, **extra), status=status
     )
@@ -53,13 +57,21 @@ def render(request: web.Request, template: str, status: int = 200, **extra: Any)
     return response
 
 
+def error_values(lang: str, err: AppError) -> dict[str, str]:
+    """What the "{...}" marks of the error texts (server/i18n.py ``ERRORS_VI``) are filled
+    with: ``{wait}`` (too_many_failures) is the wait in words, from ``retry_after_seconds``."""
+    values: dict[str, str] = {}
+    seconds = err.fields.get("retry_after_seconds", "")
+    if seconds.isascii() and seconds.isdigit() and len(seconds) <= 9:
+        values["wait"] = login_limit.wait_words(lang, int(seconds))
+    return values
+
+
 async def render_error(request: web.Request, err: AppError) -> web.StreamResponse:
     if err.code == "not_authenticated":
         raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs))
     lang = request_lang(request)
-    text = error_text(
-        lang, err.code, err.message, minutes=err.fields.get("retry_after_minutes", "15")
-    )
+    text = error_text(lang, err.code, err.message, **error_values(lang, err))
     try:
         return render(request, "error.html", status=err.status, error=err, error_text=text)
     except Exception:  # the error page itself failed: plain text, still no traceback
