@@ -113,13 +113,24 @@ async def get_visible(
     return meeting
 
 
-def may_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> bool:
+def _chair_of_host(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> bool:
     return user.role is Role.CHAIR and tree.in_subtree(meeting.host_unit_id, user.unit_id)
 
 
+def may_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> bool:
+    """Whether ``user`` may edit or cancel ``meeting`` here. Never a meeting mirrored from
+    the parent node (``origin`` set): the parent runs it, and its next mirror would undo a
+    change made here (server/cascade/parent_link.py ``mirror``)."""
+    return meeting.origin is None and _chair_of_host(user, tree, meeting)
+
+
 def require_manage(user: CurrentUser, tree: UnitTree, meeting: Meeting) -> None:
-    if not may_manage(user, tree, meeting):
+    if not _chair_of_host(user, tree, meeting):
         raise forbidden("Only a chair of the host unit may change this meeting.")
+    if meeting.origin is not None:
+        raise AppError(
+            409, "meeting_mirrored", "This meeting is run by the node above; change it there."
+        )
     if meeting.status is not MeetingStatus.SCHEDULED:
         raise AppError(
             409,
