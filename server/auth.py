@@ -26,6 +26,7 @@ from server.atomic import atomic
 from server.errors import AppError, Handler
 from server.models import Role, Session, User, utcnow
 from server.state import NodeContext, ctx
+from server.text import LINE_MESSAGE, first_refused
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def check_new_password(password: str) -> str | None:
         return "must be at least 8 characters"
     if len(password) > 256:
         return "must be at most 256 characters"
+    if first_refused(password) is not None:
+        return LINE_MESSAGE
     return None
 
 
@@ -236,6 +239,12 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def authenticate(node: NodeContext, username: str, password: str, address: str) -> User:
     username = username.strip().lower()[:64]
+    if first_refused(username) is not None:
+        # No account has such a name (server/text.py), and PostgreSQL refuses NUL in the
+        # queries below: a wrong login, after the same hashing work as any other.
+        await verify_password(node, node.extras["dummy_hash"], password)
+        log.info("failed login for a username with control characters from %s", address)
+        raise AppError(401, "bad_credentials", "Wrong username or password.")
     # Counted before the password is checked, so parallel guesses cannot outrun the limit.
     attempt = await login_limit.reserve(node, username, address)
     async with node.sessionmaker() as db:

@@ -21,6 +21,7 @@ from server.db import create_engine, migrate
 from server.logs import setup_logging
 from server.models import Role, Unit, User
 from server.state import NodeContext
+from server.text import ControlCharacterError, control_free
 from server.units import UnitFileError, load_units, parse_unit_file
 
 T = TypeVar("T")
@@ -29,6 +30,18 @@ T = TypeVar("T")
 def fail(message: str, code: int = 2) -> int:
     print(f"hoinghi: {message}", file=sys.stderr)
     return code
+
+
+def refused_text(**options: str | list[str] | None) -> str | None:
+    """Why one of these option values is refused (server/text.py's rule), or None."""
+    for option, value in options.items():
+        values = value if isinstance(value, list) else [value] if value is not None else []
+        for text in values:
+            try:
+                control_free(text)
+            except ControlCharacterError as exc:
+                return f"{option.replace('_', '-')} refused: {exc}"
+    return None
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -114,6 +127,9 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.http.admin import USERNAME_RE
 
+    problem = refused_text(username=args.username, __unit=args.unit, __full_name=args.full_name)
+    if problem:
+        return fail(problem)
     # The same rule as the admin pages: logins are matched in lower case, so an upper-case
     # username would be an account nobody can log in to.
     if not re.fullmatch(USERNAME_RE, args.username):
@@ -151,6 +167,9 @@ async def _node_call(settings: Settings, work: Callable[[NodeContext], Awaitable
 def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.cascade.nodes import NodeError, issue_credential
 
+    problem = refused_text(code=args.code, __units=args.units, __url=args.url)
+    if problem:
+        return fail(f"{problem}; nothing was changed")
     units = list(dict.fromkeys(u.strip() for u in args.units.split(",") if u.strip()))
     try:
         credential = asyncio.run(
@@ -235,6 +254,9 @@ def cmd_tls_self_signed(settings: Settings, args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else settings.data_dir / "tls"
     names = args.name or ["localhost", "127.0.0.1"]
+    problem = refused_text(__name=names)
+    if problem:
+        return fail(problem)
     try:
         cert, key = self_signed(out, names)
     except ValueError as exc:

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from server.text import Line
+
 ENV_PREFIX = "HOINGHI_"
 
 
@@ -27,14 +29,14 @@ class ConfigError(Exception):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field("127.0.0.1", description="Address the node listens on.")
+    host: Line = Field("127.0.0.1", description="Address the node listens on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port the node listens on.")
     data_dir: Path = Field(Path("var"), description="Directory for the database, keys, TLS.")
-    database_url: str = Field(
+    database_url: Line = Field(
         "",
         description="SQLAlchemy async URL; empty means SQLite at DATA_DIR/hoinghi.sqlite3.",
     )
-    secret_key: str = Field(
+    secret_key: Line = Field(
         "",
         description="Secret for signing; empty means generated once into DATA_DIR/secret_key.",
     )
@@ -64,7 +66,7 @@ class Settings(BaseModel):
     login_window_minutes: int = Field(
         15, ge=1, description="Window in which failed logins are counted."
     )
-    parent_url: str = Field(
+    parent_url: Line = Field(
         "", description="URL of the parent node; empty for the root (or the embedded node)."
     )
     parent_credential: SecretStr = Field(
@@ -75,23 +77,23 @@ class Settings(BaseModel):
         description="PEM file of the CA (or the parent's own certificate) to trust for an "
         "https parent_url; empty: the system's CAs.",
     )
-    served_units: list[str] = Field(
+    served_units: list[Line] = Field(
         default_factory=list,
         description="Codes of the units whose subtrees this node serves (comma-separated).",
     )
-    media_addresses: list[str] = Field(
+    media_addresses: list[Line] = Field(
         default_factory=list,
         description="Local IP addresses to offer media on (comma-separated); empty: all.",
     )
-    public_url: str = Field(
+    public_url: Line = Field(
         "", description="This node's URL as users reach it (to send operators to it)."
     )
-    timezone: str = Field(
+    timezone: Line = Field(
         "Asia/Ho_Chi_Minh", description="Time zone for showing and entering meeting times."
     )
     default_language: Literal["vi", "en"] = Field("vi", description="Language of pages.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-    log_level: str = Field("INFO", description="Logging level name.")
+    log_level: Line = Field("INFO", description="Logging level name.")
 
     @field_validator("log_level")
     @classmethod

@@ -209,6 +209,9 @@ VI: dict[str, str] = {
     # errors
     "Something went wrong": "Đã có lỗi",
     "Go to the meeting list": "Về danh sách cuộc họp",
+    # field errors (server/text.py), shown next to the field on the form pages
+    "must not contain line breaks, tabs or control characters": "không được chứa ký tự xuống dòng, tab hay ký tự điều khiển",
+    "must not contain control characters": "không được chứa ký tự điều khiển",
 }
 
 # Messages for error codes, shown on pages; API clients get the English message and the code.

@@ -25,6 +25,7 @@ from server.atomic import conflict
 from server.auth import CurrentUser
 from server.errors import AppError, forbidden, invalid, not_found
 from server.models import Meeting, MeetingStatus, MeetingUnit, Role, utcnow
+from server.text import Line, Text
 from server.units import UnitTree
 
 # A chair may set a start a little in the past ("starting now"), not hours back.
@@ -53,12 +54,12 @@ class MeetingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=300)
-    description: str = Field("", max_length=5000)
+    title: Line = Field(min_length=1, max_length=300)
+    description: Text = Field("", max_length=5000)
     starts_at: datetime
     duration_minutes: int = Field(120, ge=5, le=24 * 60)
-    invited_units: list[str] = Field(default_factory=list, max_length=5000)
-    invited_subtrees: list[str] = Field(default_factory=list, max_length=5000)
+    invited_units: list[Line] = Field(default_factory=list, max_length=5000)
+    invited_subtrees: list[Line] = Field(default_factory=list, max_length=5000)
 
     _aware = field_validator("starts_at")(_require_offset)
 
@@ -66,12 +67,12 @@ class MeetingIn(BaseModel):
 class MeetingPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str | None = Field(None, min_length=1, max_length=300)
-    description: str | None = Field(None, max_length=5000)
+    title: Line | None = Field(None, min_length=1, max_length=300)
+    description: Text | None = Field(None, max_length=5000)
     starts_at: datetime | None = None
     duration_minutes: int | None = Field(None, ge=5, le=24 * 60)
-    invited_units: list[str] | None = Field(None, max_length=5000)
-    invited_subtrees: list[str] | None = Field(None, max_length=5000)
+    invited_units: list[Line] | None = Field(None, max_length=5000)
+    invited_subtrees: list[Line] | None = Field(None, max_length=5000)
 
     _aware = field_validator("starts_at")(_require_offset)
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import Unit
+from server.text import Line
 
 CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LEVEL_RE = r"^[a-z][a-z_-]{0,31}$"
@@ -113,18 +113,11 @@ class UnitTree:
 class UnitEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: str = Field(pattern=CODE_RE)
-    name: str = Field(min_length=1, max_length=200)
-    level: str = Field(pattern=LEVEL_RE)
-    parent: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _no_control_characters(cls, value: str) -> str:
-        # PostgreSQL refuses NUL in text, and no unit name has tabs, newlines or other controls.
-        if any(unicodedata.category(ch) == "Cc" for ch in value):
-            raise ValueError("must not contain control characters")
-        return value
+    code: Line = Field(pattern=CODE_RE)
+    # PostgreSQL refuses NUL in text, and no unit name has tabs, newlines or other controls.
+    name: Line = Field(min_length=1, max_length=200)
+    level: Line = Field(pattern=LEVEL_RE)
+    parent: Line | None = None
 
 
 def _describe(index: int, raw: Any) -> str:

@@ -30,6 +30,7 @@ from server.sockets.guard import SocketGuard
 from server.sockets.protocol import MAX_SDP, Event, fail, ok, validate
 from server.sockets.signaling import MEETING_NS, REGISTRY, SIO
 from server.state import CTX, NodeContext
+from server.text import Line
 from server.units import UnitTree
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ WATCH_EVERY = 0.5
 
 
 class Hello(Event):
-    units: list[str] = Field(min_length=1, max_length=1000)
-    url: str = Field("", max_length=300)
+    units: list[Line] = Field(min_length=1, max_length=1000)
+    url: Line = Field("", max_length=300)
 
 
 class RelayJoin(Event):
@@ -58,9 +59,9 @@ class RelayOffer(Event):
 class SiteReport(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    unit: str = Field(min_length=1, max_length=64)
-    name: str = Field(max_length=200)
-    path: list[str] = Field(max_length=16)
+    unit: Line = Field(min_length=1, max_length=64)
+    name: Line = Field(max_length=200)
+    path: list[Line] = Field(max_length=16)
     hand_raised: bool = False
     hand_raised_at: float = 0.0
     media: bool = False
@@ -84,7 +85,7 @@ class WatchOrder(Event):
     (``on``), or stop. The child checks it with this model too (server/cascade/parent_link.py)."""
 
     meeting_id: int = Field(ge=1, le=2**31 - 1)
-    unit: str = Field(min_length=1, max_length=64)
+    unit: Line = Field(min_length=1, max_length=64)
     slot: int = Field(ge=0, le=WALL_SLOTS - 1)
     on: bool
 

@@ -25,6 +25,7 @@ from server.http.api import ok
 from server.http.rendering import render
 from server.models import Role, Unit, User
 from server.state import NodeContext, ctx
+from server.text import Line
 from server.units import CODE_RE, LEVEL_RE
 
 routes = web.RouteTableDef()
@@ -35,36 +36,37 @@ USERNAME_RE = r"^[a-z0-9][a-z0-9_.-]{1,63}$"
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    code: str = Field(pattern=CODE_RE)
-    name: str = Field(min_length=1, max_length=200)
-    level: str = Field(pattern=LEVEL_RE)
-    parent: str = Field(min_length=1, max_length=64)
+    code: Line = Field(pattern=CODE_RE)
+    name: Line = Field(min_length=1, max_length=200)
+    level: Line = Field(pattern=LEVEL_RE)
+    parent: Line = Field(min_length=1, max_length=64)
 
 
 class UnitPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
 
 
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    username: str = Field(pattern=USERNAME_RE)
-    full_name: str = Field(min_length=1, max_length=200)
+    username: Line = Field(pattern=USERNAME_RE)
+    full_name: Line = Field(min_length=1, max_length=200)
     role: Role
-    unit: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=8, max_length=256)
+    unit: Line = Field(min_length=1, max_length=64)
+    # A new password: refused with a control character (a login with one fails as wrong).
+    password: Line = Field(min_length=8, max_length=256)
 
 
 class UserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    full_name: str | None = Field(None, min_length=1, max_length=200)
+    full_name: Line | None = Field(None, min_length=1, max_length=200)
     role: Role | None = None
-    unit: str | None = Field(None, min_length=1, max_length=64)
+    unit: Line | None = Field(None, min_length=1, max_length=64)
     active: bool | None = None
-    password: str | None = Field(None, min_length=8, max_length=256)
+    password: Line | None = Field(None, min_length=8, max_length=256)
 
 
 def _unit_in_scope(node: NodeContext, admin: auth.CurrentUser, code: str, field: str) -> int:

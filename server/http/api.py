@@ -17,6 +17,7 @@ from server.cascade.doors import served_elsewhere
 from server.errors import path_id, read_json
 from server.models import Role
 from server.state import ctx
+from server.text import Line
 
 routes = web.RouteTableDef()
 
@@ -30,7 +31,9 @@ def ok(status: int = 200, **body: Any) -> web.Response:
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64)
+    username: Line = Field(min_length=1, max_length=64)
+    # Not checked for control characters: compared with the hash, never stored or shown, so
+    # one with a control character just fails like any wrong password.
     password: str = Field(min_length=1, max_length=256)
 
 

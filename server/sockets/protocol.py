@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.errors import MAX_ROW_ID
+from server.text import Line
 
 MAX_SDP = 64 * 1024
 
@@ -36,16 +37,16 @@ class RaiseHand(Event):
 
 
 class GiveFloor(Event):
-    unit: str = Field(min_length=1, max_length=64)
+    unit: Line = Field(min_length=1, max_length=64)
 
 
 class Mute(Event):
-    unit: str = Field(min_length=1, max_length=64)
+    unit: Line = Field(min_length=1, max_length=64)
     muted: bool
 
 
 class Watch(Event):
-    unit: str = Field(min_length=1, max_length=64)
+    unit: Line = Field(min_length=1, max_length=64)
     watch: bool
 
 
@@ -82,7 +83,7 @@ ERROR_CODES = {
     "not_invited": "The user's unit is neither the host nor an invited site.",
     "served_elsewhere": "Another node serves the user's unit: join the meeting there.",
     "forbidden": "The user's role in this meeting may not do this.",
-    "bad_sdp": "The offer is not valid SDP or lacks ICE/DTLS parameters.",
+    "bad_sdp": "The offer is not well-formed SDP.",
     "bad_offer": "The offer's sections do not follow the layout.",
     "unsupported_codec": "A section does not offer VP8 (video) or Opus (audio).",
     "already_negotiated": "This link already has an answer; join again to start over.",
