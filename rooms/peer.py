@@ -27,6 +27,7 @@ from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
 from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.liveness import TICK, PacketWatch, connection_state
 from rooms.router import Consumer, Producer, Router
+from rooms.sdp_checks import SdpError, check_sdp
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,32 @@ class MediaError(Exception):
 
 
 def check_offer(sdp: str, layout: tuple[Slot, ...]) -> None:
-    """Refuse an offer whose m-lines do not follow the layout, naming the first difference."""
+    """Refuse an offer that is not well-formed SDP (``bad_sdp``, rooms/sdp_checks.py) or
+    whose sections do not follow the layout (``bad_offer``), naming the first difference."""
+    _check_layout(_parse(sdp, answer=False), layout, answer=False)
+
+
+def check_answer(sdp: str, layout: tuple[Slot, ...]) -> None:
+    """The same for the other node's answer to an offer made in ``layout`` (a child's relay
+    link, server/cascade/parent_link.py): the answer's directions are the offer's reversed."""
+    _check_layout(_parse(sdp, answer=True), layout, answer=True)
+
+
+def _parse(sdp: str, *, answer: bool) -> SessionDescription:
+    what = "answer" if answer else "offer"
     try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception as exc:  # the parser raises many kinds on garbage
+        check_sdp(sdp, answer=answer)
+    except SdpError as exc:
+        raise MediaError("bad_sdp", f"the {what} is not well-formed SDP: {exc}") from exc
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises many kinds on what it cannot read
         raise MediaError(
-            "bad_sdp", f"the offer is not valid SDP: {exc.__class__.__name__}"
+            "bad_sdp", f"the {what} is not valid SDP: {exc.__class__.__name__} {exc}".strip()
         ) from exc
+
+
+def _check_layout(parsed: SessionDescription, layout: tuple[Slot, ...], *, answer: bool) -> None:
     media = [m for m in parsed.media if m.kind in ("audio", "video")]
     if len(media) != len(layout):
         raise MediaError(
@@ -103,20 +123,16 @@ def check_offer(sdp: str, layout: tuple[Slot, ...]) -> None:
             f"expected {len(layout)} audio/video sections in layout order, got {len(media)}",
         )
     for index, (m, slot) in enumerate(zip(media, layout, strict=True)):
-        allowed = ("sendonly", "sendrecv") if slot.publish else ("recvonly", "sendrecv")
+        sends = slot.publish != answer  # does the side that wrote this SDP send this slot?
+        allowed = ("sendonly", "sendrecv") if sends else ("recvonly", "sendrecv")
         if m.kind != slot.kind or m.direction not in allowed:
             raise MediaError(
                 "bad_offer",
                 f"section {index} must be {slot.kind} {allowed[0]} for slot {slot.name!r}, "
                 f"got {m.kind} {m.direction}",
             )
-        if not m.ice or not m.ice.usernameFragment or not m.dtls or not m.dtls.fingerprints:
-            raise MediaError(
-                "bad_sdp", f"section {index} lacks ICE credentials or a DTLS fingerprint"
-            )
     bundle = next((g for g in parsed.group if g.semantic == "BUNDLE"), None)
-    mids = [m.rtp.muxId for m in media]
-    if bundle is None or any(mid not in bundle.items for mid in mids):
+    if bundle is None or any(m.rtp.muxId not in bundle.items for m in media):
         raise MediaError("bad_offer", "every section must be in one BUNDLE group")
 
 
@@ -186,7 +202,13 @@ class Peer:
         if len(slots_by_mid) != len(self.layout):
             raise MediaError("bad_sdp", "every section needs its own a=mid")
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            # Bounded: an mDNS candidate is resolved here (aioice waits 1 s per name).
+            await asyncio.wait_for(
+                pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer")),
+                ICE_GATHER_TIMEOUT,
+            )
+        except TimeoutError as exc:
+            raise MediaError("ice_timeout", "the offer's candidates took too long") from exc
         except Exception as exc:
             raise MediaError("bad_sdp", f"the offer was refused: {exc}") from exc
 

@@ -486,9 +486,11 @@ async def test_bad_offers_are_refused_and_the_link_still_negotiates(
     chair = await joined(node, connect, "chutri", mid)
     site = await joined(node, connect, "kt.cm-nc-hr", mid)
 
+    # Not well-formed SDP (no o=, s=, t= lines; not SDP at all): bad_sdp.
     await site.refused("offer", {"sdp": "v=0 garbage"}, "bad_sdp")
-    await site.refused("offer", {"sdp": "v=0\r\n"}, "bad_offer")
-    await site.refused("offer", {"sdp": "not an sdp at all"}, "bad_offer")
+    await site.refused("offer", {"sdp": "v=0\r\n"}, "bad_sdp")
+    await site.refused("offer", {"sdp": "not an sdp at all"}, "bad_sdp")
+    # Well-formed SDP whose sections do not follow the layout: bad_offer.
     # A real offer in the chair's layout: eight sections where a site needs six.
     ack = await site.refused("offer", {"sdp": await probes(CHAIR_LAYOUT).offer()}, "bad_offer")
     assert "6" in ack["message"]
