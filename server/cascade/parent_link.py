@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 
 from rooms.meeting import LiveMeeting
+from rooms.peer import RELAY_LAYOUT, MediaError, check_answer
 from rooms.uplink import UplinkLink
 from server.cascade.nodelink import WatchOrder
 from server.models import Meeting, MeetingStatus, MeetingUnit
@@ -410,10 +411,17 @@ class ParentLink:
             )
             if not ack.get("ok"):
                 raise RuntimeError(f"relay_offer refused: {ack.get('error')}")
-            await link.accept(ack["sdp"])
+            # The parent's answer passes the checks its offers pass (rooms/sdp_checks.py),
+            # and setting it is bounded: a bad one is refused with its code, never awaited.
+            answer = ack.get("sdp")
+            if not isinstance(answer, str):
+                raise MediaError("bad_sdp", "the parent's answer carries no SDP")
+            check_answer(answer, RELAY_LAYOUT)
+            await asyncio.wait_for(link.accept(answer), CALL_TIMEOUT)
             self._local_change(live)  # tell the parent who is here already
         except Exception as exc:
-            log.warning("relay for meeting %s failed: %s", summary["id"], exc)
+            why = f"{exc.code}: {exc.message}" if isinstance(exc, MediaError) else exc
+            log.warning("relay for meeting %s failed: %s", summary["id"], why)
             self.links.pop(local_id, None)
             await link.close()
             return
