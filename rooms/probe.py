@@ -25,7 +25,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from rooms.frames import EncodedFrame, FrameAssembler
 from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.peer import Slot
-from rooms.synthetic import CounterVideoTrack, ToneAudioTrack, read_bits
+from rooms.synthetic import CounterVideoTrack, ToneAudioTrack, read_bits, read_counter
 
 
 @dataclass
@@ -36,6 +36,7 @@ class SlotStats:
     latencies_ms: list[float] = field(default_factory=list)
     audio_packets: int = 0
     unreadable: int = 0  # decoded pictures that showed no counter clearly
+    size: tuple[int, int] | None = None  # width and height of the latest decoded picture
 
     def counters_since(self, t: float) -> list[int]:
         return [c for c, at in zip(self.counters, self.times, strict=True) if at >= t]
@@ -130,10 +131,11 @@ class ProbePeer:
                 frame = await track.recv()
                 now = time.monotonic()
                 stats.frames += 1
+                stats.size = (frame.width, frame.height)
                 if self.decode:
-                    # A picture the decoder could not reconstruct carries no counter: it is
-                    # counted as a frame, not read as a number.
-                    counter = read_bits(frame, 0)
+                    # A picture the decoder could not reconstruct carries no counter (or one
+                    # its check row contradicts): it is counted as a frame, not read.
+                    counter = read_counter(frame)
                     if counter is None:
                         stats.unreadable += 1
                         continue
