@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from rooms.probe import max_gap, rate
 from server.demo.tree import commune_operators
 from server.sockets.signaling import REGISTRY
 from tests.conftest import Tree
@@ -18,15 +17,18 @@ from tests.live_helpers import (
     add_unit,
     chair_and_site_live,
     district_behind_gate,
+    follow,
+    hear,
     join_site,
     local_meeting_id,
     schedule,
     start_as_chair,
+    stops,
     wait_for,
 )
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 async def test_chair_video_and_tone_reach_communes_of_both_districts_through_their_nodes(
     tree: Tree,
 ) -> None:
@@ -47,19 +49,25 @@ async def test_chair_video_and_tone_reach_communes_of_both_districts_through_the
         lambda: all(
             s.probe is not None and len(s.probe.stats["chair.video"].counters) > 30 for s in sites
         ),
-        20,
+        60,
         "the program to reach both districts' communes",
     )
-    since = time.monotonic()
-    await asyncio.sleep(5.0)
-    until = time.monotonic()
+    # Five seconds of the chair's frames and packets, against what the chair produced: in
+    # order, the chair's own picture, back after every loss (tests/live_helpers.py).
+    assert chair.probe is not None
+    assert chair.probe.video is not None
+    assert chair.probe.audio is not None
+    probes = {"CM-NC": sites[0].probe, "CM-NH": sites[1].probe}
+    video = {n: p.stats["chair.video"] for n, p in probes.items() if p is not None}
+    audio = {n: p.stats["chair.audio"] for n, p in probes.items() if p is not None}
+    followed, _ = await asyncio.gather(
+        follow(chair.probe.video, video, 150), hear(chair.probe.audio, audio, 250)
+    )
+    for f in followed:
+        f.check()
     for site in sites:
         assert site.probe is not None
-        counters = site.probe.stats["chair.video"].counters_since(since)
-        assert counters == sorted(counters)
-        assert max_gap(counters) <= 3
-        assert rate(site.probe.stats["chair.video"], since, until) >= 25
-        assert rate(site.probe.stats["chair.audio"], since, until) >= 45
+        assert site.probe.stats["chair.video"].size == (320, 240)  # the chair's own picture
     # The province forwards to each district node once: one relay each, no site of theirs.
     live = tree.province.app[REGISTRY].get(meeting_id)
     assert live is not None
@@ -138,7 +146,7 @@ async def test_province_sends_a_district_one_program_copy_for_one_or_ten_commune
         await s.close()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and_stops(
     tree: Tree,
 ) -> None:
@@ -160,7 +168,7 @@ async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and
     # A raise-hand from a commune under district B reaches the chair with its unit path.
     await wait_for(
         lambda: far.probe is not None and far.probe.stats["chair.video"].frames > 10,
-        20,
+        60,
         "the program at B",
     )
     assert (await far.call("raise_hand", {"raised": True}))["ok"]
@@ -183,45 +191,33 @@ async def test_floor_to_a_commune_two_hops_away_is_seen_and_heard_everywhere_and
             lambda who=who: (
                 who.probe is not None and len(who.probe.stats["floor.video"].counters) > 30
             ),
-            20,
+            60,
             f"{what} to see the speaker",
         )
-    since = time.monotonic()
-    for who in (chair, far, neighbour):
-        assert who.probe is not None
-        stats = who.probe.stats
-        # 30 more frames and 100 more audio packets (a second and two at full rate), however
-        # long a loaded machine takes to bring them.
-        await wait_for(
-            lambda stats=stats: (
-                len(stats["floor.video"].counters_since(since)) > 30
-                and len(stats["floor.audio"].counters_since(since)) >= 100
-            ),
-            20,
-            "the speaker's picture and voice to keep coming",
-        )
-        counters = stats["floor.video"].counters_since(since)
-        # Arrives and advances. Over two hops a lost packet costs a gap give-up (0.4 s) and a
-        # keyframe; CI once saw a 16-frame gap here, so allow up to a second.
-        assert max_gap(counters) <= 30
-        assert counters == sorted(counters)
+    # The speaker's frames arrive at all three, in order, and come back after every loss;
+    # its picture size tells it from the chair's. Over two hops a lost packet costs a gap
+    # give-up (0.4 s) and a keyframe: CI saw gaps of 16 and 44 frames here, both healed.
     assert speaker.probe.video is not None
-    assert abs(speaker.probe.video.counter - far.probe.stats["floor.video"].counters[-1]) < 45
+    assert speaker.probe.audio is not None
+    listeners = {"chair": chair.probe, "far": far.probe, "neighbour": neighbour.probe}
+    followed, _ = await asyncio.gather(
+        follow(speaker.probe.video, {n: p.stats["floor.video"] for n, p in listeners.items()}, 60),
+        hear(speaker.probe.audio, {n: p.stats["floor.audio"] for n, p in listeners.items()}, 250),
+    )
+    for f in followed:
+        f.check()
+    for p in listeners.values():
+        assert p.stats["floor.video"].size == (256, 144)  # the speaker's picture, not another
     state = await far.wait_state(lambda s: (s.get("floor") or {}).get("unit") == "CM-NC-HR")
     assert state["floor"]["name"] == "Xã Hàm Rồng"
 
     # Taking the floor back stops it everywhere.
     assert (await chair.call("take_floor"))["ok"]
-    await asyncio.sleep(1.5)
-    seen = {
-        id(w): w.probe.stats["floor.video"].frames
-        for w in (chair, far, neighbour)
-        if w.probe is not None
-    }
-    await asyncio.sleep(1.5)
-    for who in (chair, far, neighbour):
-        assert who.probe is not None
-        assert who.probe.stats["floor.video"].frames == seen[id(who)]
+    for name, p in listeners.items():
+        await stops(lambda p=p: p.stats["floor.video"].frames, f"the speaker's video at {name}")
+    # ...while the program goes on below.
+    program = far.probe.stats["chair.video"].frames
+    await wait_for(lambda: far.probe.stats["chair.video"].frames > program + 30, 20, "program")
     for p in (chair, speaker, neighbour, far):
         await p.close()
 

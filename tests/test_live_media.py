@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -17,11 +16,10 @@ import pytest
 
 from rooms.frames import FrameAssembler
 from rooms.hooks import encoder_of
-from rooms.probe import max_gap, rate
 from rooms.router import Packer
 from server.sockets.signaling import PING_INTERVAL, REGISTRY
 from tests.conftest import Node
-from tests.live_helpers import Participant, schedule, wait_for
+from tests.live_helpers import Participant, follow, hear, schedule, stops, wait_for
 
 CHAIR_SIZE = (320, 240)
 SITE_SIZE = (256, 144)
@@ -56,8 +54,8 @@ async def _chair_and_meeting(node: Node) -> tuple[Participant, int]:
     return chair, meeting_id
 
 
-@pytest.mark.timeout(120)
-async def test_three_sites_see_chair_counter_at_full_rate_and_hear_tone_without_node_decoding(
+@pytest.mark.timeout(240)
+async def test_three_sites_see_the_chair_counter_as_sent_and_hear_tone_without_node_decoding(
     node: Node,
 ) -> None:
     chair, meeting_id = await _chair_and_meeting(node)
@@ -70,24 +68,30 @@ async def test_three_sites_see_chair_counter_at_full_rate_and_hear_tone_without_
         sites.append(site)
     assert (await chair.call("start"))["ok"]
 
-    await asyncio.sleep(2.0)  # warm-up: first keyframe, jitter settles
-    since = time.monotonic()
-    await asyncio.sleep(10.0)
-    until = time.monotonic()
-
+    await wait_for(
+        lambda: all(
+            s.probe is not None and len(s.probe.stats["chair.video"].counters) > 30 for s in sites
+        ),
+        60,
+        "the program at every site",
+    )
     live = node.app[REGISTRY].get(meeting_id)
     assert live is not None
-    diagnostics = _diagnostics(live)
+    # Five seconds of the chair's frames and packets, against what the chair produced (the
+    # test process runs the chair too: on a busy machine both slow down together).
+    assert chair.probe is not None
+    assert chair.probe.video is not None
+    assert chair.probe.audio is not None
+    probes = {f"site {i}": s.probe for i, s in enumerate(sites)}
+    followed, _ = await asyncio.gather(
+        follow(chair.probe.video, {n: p.stats["chair.video"] for n, p in probes.items()}, 150),
+        hear(chair.probe.audio, {n: p.stats["chair.audio"] for n, p in probes.items()}, 250),
+    )
+    for f in followed:
+        f.check(detail=_diagnostics(live))
     for site in sites:
         assert site.probe is not None
-        video = site.probe.stats["chair.video"]
-        audio = site.probe.stats["chair.audio"]
-        counters = video.counters_since(since)
-        assert len(counters) > 100, f"too few frames decoded: {len(counters)}"
-        assert counters == sorted(counters), "the counter went backwards"
-        assert max_gap(counters) <= 3, f"gap of {max_gap(counters)} frames; {diagnostics}"
-        assert rate(video, since, until) >= 25
-        assert rate(audio, since, until) >= 45  # 20 ms Opus packets: 50 per second
+        assert site.probe.stats["chair.video"].size == CHAIR_SIZE  # the chair's own picture
         # Nobody holds the floor: nothing arrives in the floor slots.
         assert site.probe.stats["floor.video"].frames == 0
         assert site.probe.stats["floor.audio"].audio_packets == 0
@@ -115,7 +119,7 @@ async def test_three_sites_see_chair_counter_at_full_rate_and_hear_tone_without_
         await p.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_floor_holder_is_seen_and_heard_by_all_and_stops_when_floor_taken_back(
     node: Node,
 ) -> None:
@@ -149,48 +153,40 @@ async def test_floor_holder_is_seen_and_heard_by_all_and_stops_when_floor_taken_
         lambda: (
             listener.probe is not None and len(listener.probe.stats["floor.video"].counters) > 30
         ),
-        10,
+        60,
         "the listener to receive the speaker's video",
     )
-    since = time.monotonic()
-    await asyncio.sleep(3.0)
     live = node.app[REGISTRY].get(meeting_id)
-    for who in (listener, chair):
-        assert who.probe is not None
-        counters = who.probe.stats["floor.video"].counters_since(since)
-        # The speaker's counter arrives and advances (the full-rate check is the program's).
-        assert len(counters) > 30, _diagnostics(live)
-        assert counters == sorted(counters)
-        assert max_gap(counters) <= 10, _diagnostics(live)
-        assert rate(who.probe.stats["floor.audio"], since, time.monotonic()) >= 35
-    # The speaker's own counter is what arrives: the speaker publishes it.
+    # The speaker's own counter arrives at both, in order, and comes back after every loss;
+    # its picture size tells it from the chair's.
     assert speaker.probe.video is not None
-    latest = listener.probe.stats["floor.video"].counters[-1]
-    assert abs(speaker.probe.video.counter - latest) < 30
+    assert speaker.probe.audio is not None
+    probes = {"listener": listener.probe, "chair": chair.probe}
+    followed, _ = await asyncio.gather(
+        follow(speaker.probe.video, {n: p.stats["floor.video"] for n, p in probes.items()}, 60),
+        hear(speaker.probe.audio, {n: p.stats["floor.audio"] for n, p in probes.items()}, 250),
+    )
+    for f in followed:
+        f.check(detail=_diagnostics(live))
+    for p in probes.values():
+        assert p.stats["floor.video"].size == SITE_SIZE
     # The floor holder does not get itself back.
     assert speaker.probe.stats["floor.video"].frames == 0
 
     # Muted by the chair: still seen, no longer heard.
     assert (await chair.call("mute", {"unit": "CM-NC-HR", "muted": True}))["ok"]
-    await asyncio.sleep(1.0)
-    heard = listener.probe.stats["floor.audio"].audio_packets
-    seen = listener.probe.stats["floor.video"].frames
-    await asyncio.sleep(1.5)
-    assert listener.probe.stats["floor.audio"].audio_packets == heard
-    assert listener.probe.stats["floor.video"].frames > seen + 5  # still arriving
+    floor = listener.probe.stats
+    await stops(lambda: floor["floor.audio"].audio_packets, "the muted speaker's audio")
+    seen = floor["floor.video"].frames
+    await wait_for(lambda: floor["floor.video"].frames > seen + 30, 20, "the muted speaker's video")
 
-    # Floor taken back: the speaker's video stops reaching the others.
+    # Floor taken back: the speaker's video stops reaching the others...
     assert (await chair.call("take_floor"))["ok"]
-    await asyncio.sleep(1.0)
-    seen = listener.probe.stats["floor.video"].frames
-    chair_seen = chair.probe.stats["floor.video"].frames
-    await asyncio.sleep(1.5)
-    assert listener.probe.stats["floor.video"].frames == seen
-    assert chair.probe.stats["floor.video"].frames == chair_seen
+    for name, p in probes.items():
+        await stops(lambda p=p: p.stats["floor.video"].frames, f"the speaker's video at {name}")
     # ...while the program (the chair) goes on.
-    program = listener.probe.stats["chair.video"].frames
-    await asyncio.sleep(1.0)
-    assert listener.probe.stats["chair.video"].frames > program + 5
+    program = floor["chair.video"].frames
+    await wait_for(lambda: floor["chair.video"].frames > program + 30, 20, "the program")
 
     for p in (chair, speaker, listener):
         await p.close()
