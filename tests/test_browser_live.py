@@ -154,10 +154,18 @@ async def wait_video(page: Page, element_id: str) -> None:
     await until(page, "(id) => document.getElementById(id).videoWidth > 0", element_id)
 
 
-async def frames_rise(page: Page, slot: str) -> tuple[Any, Any]:
+async def frames_rise(page: Page, slot: str, within: float = 20.0) -> tuple[Any, Any]:
+    """framesDecoded of ``slot`` now, and once it has risen (or after ``within`` seconds):
+    the picture goes on being decoded, however slowly a busy machine gets to it."""
     first = await page.evaluate(FRAMES_DECODED, slot)
+    deadline = time.monotonic() + within
     await asyncio.sleep(1.5)
     second = await page.evaluate(FRAMES_DECODED, slot)
+    while first is not None and not (second is not None and second > first):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+        second = await page.evaluate(FRAMES_DECODED, slot)
     return first, second
 
 
