@@ -213,6 +213,15 @@ async def test_watch_crosses_every_link_of_a_chain_and_survives_a_relink(
         "both uplinks",
     )
 
+    def relays_up() -> bool:
+        """Both parents hold their relay's media link (a while after the uplinks, when busy)."""
+        return all(
+            live.relays.get(code) is not None and live.relays[code].peer is not None
+            for live, code in ((top_live, "CM-NC"), (mid_live, COMMUNE))
+        )
+
+    await wait_for(relays_up, 30, "both relays' media links")
+
     def links() -> tuple[Links, Links]:
         """The district's link to the province, and the commune node's link to the district."""
         return (
@@ -255,7 +264,8 @@ async def test_watch_crosses_every_link_of_a_chain_and_survives_a_relink(
     )
     assert chair.states[-1]["watched"][0] == COMMUNE
     frames = wall.frames
-    await wait_for(lambda: wall.frames > frames + 30, 20, "the commune back on the wall")
+    await wait_for(lambda: wall.frames > frames + 30, 60, "the commune back on the wall")
+    await wait_for(relays_up, 30, "both relays' media links")
 
     # Unwatching stops it on both links (within 2 s of the acknowledgement on a machine
     # that is not starved; the bound asserted is generous).
