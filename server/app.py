@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
-SHUTDOWN_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 1.0
 HEAD_REVISION = "0003"
 
 
@@ -170,6 +170,9 @@ def run(settings: Settings) -> None:
         access_log_class=AccessLog,
         # After the meeting sockets are closed (signaling.py), requests still in flight (a
         # database write among them takes milliseconds) get this long to finish; then what
-        # is left (socket.io transports whose pages are already told) is cancelled.
+        # is left is cancelled: a change's transaction rolls back whole (server/atomic.py),
+        # and a socket.io transport whose page is already told only waits for the page's
+        # reply to its close. aiohttp waits twice (to finish, then after cancelling), so a
+        # stop takes at most about twice this after the sockets close (bench/shutdown.py).
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
