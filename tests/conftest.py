@@ -7,6 +7,9 @@ when the server is unreachable, unless ``HOINGHI_REQUIRE_SERVICES=1``, where the
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -277,3 +280,45 @@ async def tree(
     yield Tree(province, districts)
     for n in (*districts.values(), province):
         await n.close()
+
+
+# -- a hang in an async test fails that test ----------------------------------------------------
+
+# pytest-timeout's SIGALRM raises its failure wherever the main thread is. When that is inside
+# an asyncio callback, the event loop logs the exception and drops it, and the test (and the
+# run) hangs until CI's own limit. So every coroutine test also runs under an asyncio deadline
+# a little shorter than its pytest-timeout: the test is cancelled where it waits, its fixtures
+# tear down, and the run goes on. pytest-timeout stays the backstop for fixtures and sync code.
+ASYNC_DEADLINE_SHARE = 0.9
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return float(item.config.getini("timeout") or 0)
+
+
+def _with_deadline(test: Callable[..., Awaitable[Any]], seconds: float) -> Callable[..., Any]:
+    @functools.wraps(test)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.wait_for(test(*args, **kwargs), seconds)
+        except TimeoutError:
+            pytest.fail(
+                f"timed out after {seconds:.0f} s (the asyncio deadline, "
+                f"{ASYNC_DEADLINE_SHARE:.0%} of the test's timeout)",
+                pytrace=False,
+            )
+
+    return bounded
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        limit = _timeout_of(item)
+        test = item.obj
+        if limit > 0 and inspect.iscoroutinefunction(test) and not hasattr(test, "hypothesis"):
+            item.obj = _with_deadline(test, limit * ASYNC_DEADLINE_SHARE)
