@@ -59,7 +59,7 @@ async def _arrives(who: Participant, slot: str, what: str, frames: int = 60) -> 
     seen, heard = len(video.counters), audio.audio_packets
     await wait_for(
         lambda: len(video.counters) >= seen + frames and audio.audio_packets >= heard + 100,
-        45,
+        90,  # a loaded machine brings them slowly; none coming at all still fails
         what,
     )
     counters = video.counters[seen:]
@@ -75,7 +75,7 @@ def _units_at(node: Node, meeting_id: int) -> tuple[list[str], list[str]]:
     return sorted(live.relays), sorted(live.remote_sites)
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 async def test_chain_of_four_nodes_carries_program_floor_hand_and_presence(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
@@ -161,7 +161,7 @@ async def test_chain_of_four_nodes_carries_program_floor_hand_and_presence(
         await n.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_two_level_tree_province_to_communes_direct_and_behind_a_child_node(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
@@ -290,7 +290,7 @@ async def test_parent_refuses_a_bad_link_child_backs_off_and_no_log_holds_the_se
     await province.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_credential_revoked_while_the_link_was_down_shows_sites_the_level_above_refused(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
@@ -323,7 +323,7 @@ async def test_credential_revoked_while_the_link_was_down_shows_sites_the_level_
     await gate.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_a_silent_link_two_levels_down_shows_its_sites_offline_at_the_root(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
