@@ -135,3 +135,40 @@ async def test_the_host_units_chair_is_never_sent_away(
         assert (ack["ok"], ack["role"]) == (True, "chair"), ack
     finally:
         await chair.close()
+
+
+async def test_the_host_chair_chairs_a_mirrored_meeting_on_the_parent_never_on_the_child(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """The province chair also has an account on the district node; there, the province's
+    meeting is a mirror: joining it as chair would open a second console that could start or
+    end a local copy. The join is refused ``served_elsewhere`` naming the parent, and the live
+    page shows the door up; the district's operators still join it there as sites."""
+    root = tmp_path / "CM"
+    root.mkdir()
+    province = await start_node(aiohttp_client, root, f"sqlite+aiosqlite:///{root / 'p.sqlite3'}")
+    district = await start_child(aiohttp_client, tmp_path, province, "CM-NC")
+    opened: list[Participant] = []
+    try:
+        await asyncio.wait_for(district.app[PARENT_LINK].connected.wait(), 15)
+        chair_session = await province.login("chutri")
+        await schedule(chair_session, title=TITLE, invited_subtrees=["CM-NC"])
+        local = await local_meeting_id(district, "kt.cm-nc-hr", TITLE)
+
+        opened.append(chair_below := await socket(district, "chutri"))
+        ack = await chair_below.call("join", {"meeting_id": local})
+        assert (ack["ok"], ack["error"], ack["node"]) == (False, "served_elsewhere", "parent"), ack
+        assert ack["url"] == district.app[CTX].settings.parent_url
+        live = district.app[REGISTRY].get(local)
+        assert live is None or live.chair is None
+        status, page = await chair_below.session.call("GET", f"/meetings/{local}/live")
+        assert status == 200
+        assert "door-link" in page, page[:2000]
+        assert 'data-role="chair"' not in page
+
+        opened.append(site := await socket(district, "kt.cm-nc-hr"))
+        ack = await site.call("join", {"meeting_id": local})
+        assert ack["ok"], ack
+    finally:
+        for p in opened:
+            await p.close()

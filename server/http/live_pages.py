@@ -159,7 +159,9 @@ async def meeting_live(request: web.Request) -> web.StreamResponse:
     role = live_role(user, node.units, meeting)
     if role is None:
         raise AppError(403, "not_invited", "Your unit is not invited to this meeting.")
-    if role == SITE:  # the socket would refuse the join: show the right door instead
+    if role == SITE or meeting.origin is not None:
+        # The socket would refuse the join (a site served elsewhere, or the chair of a meeting
+        # mirrored from the parent, which is chaired there): show the right door instead.
         door = await served_elsewhere(node, user.role, user.unit_id)
         if door is not None:
             return render(request, "served_elsewhere.html", door=door)

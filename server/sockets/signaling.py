@@ -272,9 +272,10 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             role = SITE
         else:
             return fail("not_invited")
-        if role == SITE:
+        if role == SITE or meeting.origin is not None:
             # One site, one link: a site whose unit another node serves (a child below, or
-            # the parent above) joins there, never here too. The host's chair always may.
+            # the parent above) joins there, never here too. The host's chair always may, on
+            # the host's node: a meeting mirrored from the parent is chaired up there.
             door = await served_elsewhere(node, user.role, user.unit_id, with_url_only=False)
             if door is not None:
                 where = "the parent node" if door["node"] == PARENT else f"node {door['node']}"
