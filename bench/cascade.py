@@ -290,6 +290,19 @@ def start_nodes(data_dir: Path, base_port: int) -> tuple[list[DemoNode], list[An
     return nodes, procs
 
 
+async def mirrored_id(admin: Client, title: str, within: float = 20.0) -> int:
+    """The local id under which a child node (``admin`` logged in there) mirrors a meeting."""
+    deadline = time.monotonic() + within
+    while True:
+        mine = (await admin.api("GET", "/api/meetings"))["meetings"]
+        found = next((int(m["id"]) for m in mine if m["title"] == title), 0)
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError("the district never mirrored the meeting")
+        await asyncio.sleep(0.2)
+
+
 async def uplink(admin: Client, meeting_id: int) -> dict[str, Any]:
     links = await admin.api("GET", "/api/links")
     found = [m for m in links["meetings"] if m["meeting_id"] == meeting_id]
@@ -378,14 +391,7 @@ async def measure(nodes: list[DemoNode], args: argparse.Namespace) -> dict[str, 
 
         near = await client(province.url, PROVINCE_SITE)
         await near.join(meeting_id, chair=False)
-        local_id = 0
-        deadline = time.monotonic() + 20
-        while not local_id:
-            mine = (await admin_d.api("GET", "/api/meetings"))["meetings"]
-            local_id = next((int(m["id"]) for m in mine if m["title"] == title), 0)
-            if time.monotonic() > deadline:
-                raise RuntimeError("the district never mirrored the meeting")
-            await asyncio.sleep(0.2)
+        local_id = await mirrored_id(admin_d, title)
         far = [await client(district.url, DISTRICT_SITES[0])]
         await far[0].join(local_id, chair=False)
         log("one site on each node; warming up")

@@ -41,7 +41,14 @@ for entry in (str(ROOT), str(ROOT / "bench")):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from cascade import DISTRICT_SITES, PROVINCE_SITE, Client, log, start_nodes  # noqa: E402
+from cascade import (  # noqa: E402
+    DISTRICT_SITES,
+    PROVINCE_SITE,
+    Client,
+    log,
+    mirrored_id,
+    start_nodes,
+)
 from sqlalchemy import select  # noqa: E402
 
 from server.db import create_engine, make_sessionmaker  # noqa: E402
@@ -111,14 +118,7 @@ async def go_live(province: DemoNode, district: DemoNode, sites: int) -> list[Cl
     await chair.call("start")
     near = await client(province.url, PROVINCE_SITE)
     await near.join(meeting_id, chair=False)
-    local_id = 0
-    deadline = time.monotonic() + 20
-    while not local_id:
-        mine = (await admin_d.api("GET", "/api/meetings"))["meetings"]
-        local_id = next((int(m["id"]) for m in mine if m["title"] == TITLE), 0)
-        if time.monotonic() > deadline:
-            raise RuntimeError("the district never mirrored the meeting")
-        await asyncio.sleep(0.2)
+    local_id = await mirrored_id(admin_d, TITLE)
     for user in DISTRICT_SITES[:sites]:
         site = await client(district.url, user)
         await site.join(local_id, chair=False)
