@@ -143,7 +143,9 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-async def load_session_user(node: NodeContext, token: str) -> CurrentUser | None:
+async def live_session(node: NodeContext, token: str) -> tuple[Session, User] | None:
+    """The login session a cookie token names and its account, while both still hold: None
+    when the session is unknown or expired or its account is disabled."""
     async with node.sessionmaker() as db:
         row = (
             await db.execute(
@@ -157,9 +159,18 @@ async def load_session_user(node: NodeContext, token: str) -> CurrentUser | None
     session, user = row
     if session.expires_at <= utcnow() or not user.active:
         return None
+    return session, user
+
+
+def current_of(session: Session, user: User) -> CurrentUser:
     return CurrentUser(
         user.id, user.username, user.full_name, user.role, user.unit_id, session.csrf_token
     )
+
+
+async def load_session_user(node: NodeContext, token: str) -> CurrentUser | None:
+    found = await live_session(node, token)
+    return None if found is None else current_of(*found)
 
 
 def require_user(request: web.Request, roles: Iterable[Role] | None = None) -> CurrentUser:

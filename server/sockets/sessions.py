@@ -47,25 +47,13 @@ def _digest(password_hash: str) -> str:
 async def open_ticket(node: NodeContext, token: str) -> tuple[auth.CurrentUser, Ticket] | None:
     """The user a session cookie belongs to and the socket's ticket; None when the session
     is unknown, expired or its account disabled."""
-    token_hash = auth._token_hash(token)
-    async with node.sessionmaker() as db:
-        row = (
-            await db.execute(
-                select(Session, User)
-                .join(User, User.id == Session.user_id)
-                .where(Session.token_hash == token_hash)
-            )
-        ).first()
-    if row is None:
+    found = await auth.live_session(node, token)
+    if found is None:
         return None
-    session, user = row
-    if session.expires_at <= utcnow() or not user.active:
-        return None
-    current = auth.CurrentUser(
-        user.id, user.username, user.full_name, user.role, user.unit_id, session.csrf_token
-    )
+    session, user = found
+    current = auth.current_of(session, user)
     ticket = Ticket(
-        token_hash,
+        session.token_hash,
         session.expires_at,
         user.id,
         user.role,
