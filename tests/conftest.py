@@ -8,6 +8,7 @@ when the server is unreachable, unless ``HOINGHI_REQUIRE_SERVICES=1``, where the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
@@ -299,17 +300,35 @@ def _timeout_of(item: pytest.Item) -> float:
     return float(item.config.getini("timeout") or 0)
 
 
+def _awaiting(coro: Any) -> str:
+    """Where a suspended coroutine waits: its chain of awaits, outermost first."""
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "\n".join(lines)
+
+
 def _with_deadline(test: Callable[..., Awaitable[Any]], seconds: float) -> Callable[..., Any]:
     @functools.wraps(test)
     async def bounded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.wait_for(test(*args, **kwargs), seconds)
-        except TimeoutError:
-            pytest.fail(
-                f"timed out after {seconds:.0f} s (the asyncio deadline, "
-                f"{ASYNC_DEADLINE_SHARE:.0%} of the test's timeout)",
-                pytrace=False,
-            )
+        coro = test(*args, **kwargs)
+        task = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if done:
+            return task.result()
+        where = _awaiting(coro)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        pytest.fail(
+            f"timed out after {seconds:.0f} s (the asyncio deadline, "
+            f"{ASYNC_DEADLINE_SHARE:.0%} of the test's timeout), waiting at:\n{where}",
+            pytrace=False,
+        )
 
     return bounded
 

@@ -67,3 +67,4 @@ def test_a_hanging_coroutine_test_fails_and_the_run_goes_on(tmp_path: Path) -> N
     out = done.stdout + done.stderr
     assert "1 failed, 1 passed" in out, out
     assert "asyncio deadline" in out, out
+    assert "in test_hangs" in out, out  # where it waited
