@@ -26,6 +26,8 @@ from rooms.peer import (
     Peer,
     Slot,
 )
+from rooms.rollcall import RollCall
+from rooms.roster import Roster
 from rooms.router import Consumer, Producer, Router
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,10 @@ class LiveMeeting:
         # On a child node, for a meeting mirrored from the parent: "connecting", "connected",
         # "unreachable" or "refused" (server/cascade/parent_link.py).
         self.upper: str | None = None
+        # Every invited site and its attendance (rooms/roster.py), and the roll call of the
+        # moment (rooms/rollcall.py): on a child node, the one the parent's chair started.
+        self.roster = Roster()
+        self.roll_call: RollCall | None = None
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -509,7 +515,22 @@ class LiveMeeting:
                 "hand_raised": viewer.hand_raised,
             },
         }
+        roll_call = self.roll_call
+        if roll_call is not None:
+            record = self.roster.records.get(viewer.key)
+            state["roll_call"] = {
+                **roll_call.public(),
+                "answered": record is not None and roll_call.id in record.answers,
+            }
+        else:
+            state["roll_call"] = None
+        if viewer.role != CHAIR:
+            record = self.roster.records.get(viewer.key)
+            state["you"]["head_count"] = record.head_count if record else None
         if viewer.role == CHAIR:
+            state["roster"] = self.roster.view()
+            if roll_call is not None:
+                state["roll_call"]["tally"] = self.roster.tally(roll_call.id)
             local = [self.site_state(p) for p in self.sites.values()]
             below = [
                 {k: v for k, v in info.items() if k not in ("hand_raised_at", "reported_online")}

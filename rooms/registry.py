@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from rooms.meeting import LiveMeeting
 
@@ -12,6 +13,8 @@ class Registry:
     def __init__(self, on_change: Callable[[LiveMeeting], None]) -> None:
         self.meetings: dict[int, LiveMeeting] = {}
         self._on_change = on_change
+        # Told of each meeting opened here (attendance fills its roster).
+        self.on_open: list[Callable[[LiveMeeting], Any]] = []
 
     def get(self, meeting_id: int) -> LiveMeeting | None:
         return self.meetings.get(meeting_id)
@@ -21,6 +24,8 @@ class Registry:
         if live is None or live.ended:
             live = LiveMeeting(meeting_id, title, host_code, self._on_change)
             self.meetings[meeting_id] = live
+            for listener in self.on_open:
+                listener(live)
         return live
 
     async def discard(self, live: LiveMeeting) -> None:

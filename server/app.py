@@ -15,6 +15,7 @@ import web as web_pkg
 from rooms.hooks import check_aiortc_hooks
 from rooms.ice import offer_host_addresses
 from server import auth
+from server.attendance.service import setup_attendance
 from server.cascade import links
 from server.cascade.nodelink import setup_nodelink
 from server.cascade.parent_link import setup_parent_link
@@ -34,7 +35,7 @@ WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
 SHUTDOWN_TIMEOUT = 1.0
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 class SchemaError(RuntimeError):
@@ -133,7 +134,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(live_pages.routes)
     app.router.add_routes(links.routes)
     add_static_files(app.router, "/static/", WEB_DIR / "static", name="static")
-    setup_signaling(app)
+    namespace = setup_signaling(app)
+    attendance = setup_attendance(app, namespace.registry)
+    namespace.observers.append(attendance.meeting_changed)
     setup_nodelink(app)
     if settings.is_child:
         setup_parent_link(app)

@@ -88,6 +88,18 @@ class Settings(BaseModel):
     public_url: Line = Field(
         "", description="This node's URL as users reach it (to send operators to it)."
     )
+    node_code: Line = Field(
+        "",
+        max_length=64,
+        description="This node's code in attendance records and on printed reports; empty: "
+        "the code in parent_credential on a child node, `root` on the root.",
+    )
+    node_name: Line = Field(
+        "",
+        max_length=200,
+        description="This node's name on printed reports; empty: the name of the unit it "
+        "serves (the root unit on the root).",
+    )
     timezone: Line = Field(
         "Asia/Ho_Chi_Minh", description="Time zone for showing and entering meeting times."
     )
@@ -128,6 +140,16 @@ class Settings(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @property
+    def own_code(self) -> str:
+        """This node's code: ``node_code``, else its credential's code, else ``root``."""
+        if self.node_code:
+            return self.node_code
+        credential = self.parent_credential.get_secret_value()
+        if self.parent_url and "." in credential:
+            return credential.rsplit(".", 1)[0]
+        return "root"
 
     @property
     def is_child(self) -> bool:

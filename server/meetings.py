@@ -185,13 +185,27 @@ async def set_status(
         result = await db.execute(
             update(Meeting)
             .where(Meeting.id == meeting_id, Meeting.status == found)
-            .values(status=status, version=Meeting.version + 1, updated_at=utcnow())
+            .values(
+                status=status,
+                version=Meeting.version + 1,
+                updated_at=utcnow(),
+                **_real_time(status),
+            )
             .execution_options(synchronize_session=False)
         )
         assert isinstance(result, CursorResult)
         if result.rowcount == 1:
             return found
     return found
+
+
+def _real_time(status: MeetingStatus) -> dict[str, Any]:
+    """The column that records when a start or an end really happened."""
+    if status is MeetingStatus.LIVE:
+        return {"started_at": utcnow()}
+    if status is MeetingStatus.ENDED:
+        return {"ended_at": utcnow()}
+    return {}
 
 
 def site_ids(meeting: Meeting, tree: UnitTree) -> set[int]:
@@ -323,6 +337,9 @@ def meeting_json(
         "starts_at": meeting.starts_at.isoformat(),
         "duration_minutes": meeting.duration_minutes,
         "status": meeting.status.value,
+        # When it really started and ended (null until then).
+        "started_at": meeting.started_at.isoformat() if meeting.started_at else None,
+        "ended_at": meeting.ended_at.isoformat() if meeting.ended_at else None,
         "invited_units": sorted(
             tree.get(i.unit_id).code for i in meeting.invites if not i.whole_subtree
         ),

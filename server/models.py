@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 ORM models: units, users, sessions, login failures, meetings, child nodes.
+"""SQLAlchemy 2 ORM models: units, users, sessions, login failures, meetings, child nodes,
+attendance events and roll calls.
 
 The schema is created by Alembic migrations (``migrations/``), never by ``create_all``.
 """
@@ -184,6 +185,10 @@ class Meeting(Base):
     # Raised by every edit, cancel, start and end: a change begins with a compare-and-set on
     # it, so two parallel changes never merge (server/meetings.py, ``claim``).
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the chair really started and ended it (null until then); the attendance report's
+    # meeting length. On a child node, when the parent's start and end reached this node.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # A meeting mirrored from the parent node: the parent's URL and its id there (both null
     # for a meeting of this node). Unique together, so a mirror is never stored twice.
@@ -255,3 +260,72 @@ class NodeUnit(Base):
 
     node: Mapped[Node] = relationship(back_populates="units")
     unit: Mapped[Unit] = relationship(lazy="joined")
+
+
+class AttendanceEvent(Base):
+    """One thing that happened to a site (or a node) in a meeting, stored exactly once.
+
+    ``(origin_node, origin_seq)`` is the event's id, made where it happened: the code of the
+    node that saw it and that node's own gapless sequence. A parent stores events from below
+    with the same id (an insert that skips an id already there, never a check first), so an
+    event forwarded twice is stored once. ``at`` is the origin node's clock; ``offset_ms``
+    is what to add to it for this node's clock (the sum of the measured offsets on the links
+    it came up; 0 for this node's own events). ``up_pending`` marks an event still to be
+    acknowledged by this node's parent (the outbox, server/attendance/outbox.py).
+    """
+
+    __tablename__ = "attendance_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin_node: Mapped[str] = mapped_column(String(64))
+    origin_seq: Mapped[int] = mapped_column(Integer)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), index=True
+    )
+    # The site's unit code; for a node's events (node_down, node_up) the node's code is in
+    # ``node`` and this is empty.
+    unit_code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    offset_ms: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    node: Mapped[str] = mapped_column(String(64), default="")
+    head_count: Mapped[int | None] = mapped_column(Integer)
+    roll_call: Mapped[str | None] = mapped_column(String(36))
+    # JSON: names and positions with a head count, the units a node serves with its node
+    # events.
+    detail: Mapped[str] = mapped_column(Text, default="")
+    up_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("uq_attendance_events_origin", "origin_node", "origin_seq", unique=True),
+        Index("ix_attendance_events_up_pending", "up_pending", "id"),
+    )
+
+
+class RollCall(Base):
+    """A roll call (điểm danh) of a meeting: the chair's node makes its id; every node that
+    relays it stores it too, so its own report names it. Answers are attendance events."""
+
+    __tablename__ = "roll_calls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within the meeting
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NodeMark(Base):
+    """A named counter and time of this node: ``attendance`` is the last sequence number
+    given to an event seen here; ``alive`` the last time the node knew itself running (the
+    time of the drop recorded for its sites after a crash)."""
+
+    __tablename__ = "node_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)

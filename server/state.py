@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ class NodeContext:
     units: UnitTree = field(default_factory=UnitTree)
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     extras: dict[str, Any] = field(default_factory=dict)
+    # This node's wall clock (seconds since 1970): attendance times, and the time told to a
+    # child measuring its clock's offset. Tests set a wrong one on a node.
+    clock: Callable[[], float] = time.time
     # Called with a meeting id after it is scheduled, changed, cancelled, started or ended
     # (the cascade tells child nodes; see server/cascade/nodelink.py).
     meeting_listeners: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)

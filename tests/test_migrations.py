@@ -35,6 +35,9 @@ APP_TABLES = {
     "login_failures",
     "login_accounts",
     "meetings",
+    "attendance_events",
+    "roll_calls",
+    "node_marks",
     "meeting_units",
     "nodes",
     "node_units",
@@ -203,6 +206,9 @@ async def test_upgrade_to_0002_and_back_keeps_meetings_and_their_invitations(
         "nodes",
         "node_units",
         "login_accounts",
+        "attendance_events",
+        "roll_calls",
+        "node_marks",
     } | {"alembic_version"}
 
 

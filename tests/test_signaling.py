@@ -582,7 +582,15 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
         "queue": [],
         "watched": [None, None, None, None],
         "nodes": [],
+        "roll_call": None,
+        "roster": ack["state"]["roster"],
     }
+    # Every invited site is listed from the first state on, none of them here yet: Năm Căn
+    # district's hall and its eight communes.
+    roster = ack["state"]["roster"]
+    assert (roster["present"], roster["expected"]) == (0, 9)
+    assert {s["state"] for s in roster["sites"]} == {"never"}
+    assert {s["group"] for s in roster["sites"]} == {"CM-NC"}
 
     site = await connect(await node.login("kt.cm-nc-hr"))
     ack = await site.ok("join", {"meeting_id": mid})
@@ -599,9 +607,18 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
         "has_floor": False,
         "muted": False,
         "hand_raised": False,
+        "head_count": None,
     }
 
     state = await chair.state_where(lambda s: len(s["sites"]) == 1, "the site is listed")
+    state = await chair.state_where(
+        lambda s: s["roster"]["present"] == 1, "the roster counts the site present"
+    )
+    hr = next(s for s in state["roster"]["sites"] if s["unit"] == "CM-NC-HR")
+    assert (hr["state"], hr["node"]) == ("online", "root")
+    assert state["roster"]["groups"] == [
+        {"group": "CM-NC", "name": "Huyện Năm Căn", "present": 1, "expected": 9}
+    ]
     assert state["sites"][0] == {
         "online": True,
         "link": "none",

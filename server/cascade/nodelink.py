@@ -113,6 +113,8 @@ def meeting_summary(meeting: Meeting, tree: UnitTree) -> dict[str, Any]:
             "starts_at",
             "duration_minutes",
             "status",
+            "started_at",
+            "ended_at",
             "invited_units",
             "invited_subtrees",
         )

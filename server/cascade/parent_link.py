@@ -27,7 +27,7 @@ from rooms.meeting import LiveMeeting
 from rooms.peer import RELAY_LAYOUT, MediaError, check_answer
 from rooms.uplink import UplinkLink
 from server.cascade.nodelink import WatchOrder
-from server.models import Meeting, MeetingStatus, MeetingUnit
+from server.models import Meeting, MeetingStatus, MeetingUnit, utcnow
 from server.sockets.signaling import MEETING_NS, REGISTRY
 from server.state import CTX, NodeContext
 
@@ -362,6 +362,15 @@ class ParentLink:
             meeting.starts_at = datetime.fromisoformat(summary["starts_at"])
             meeting.duration_minutes = summary["duration_minutes"]
             meeting.status = status
+            # The parent's real start and end (an older parent sends none: then the time
+            # this node heard of it).
+            for column in ("started_at", "ended_at"):
+                if getattr(meeting, column) is None and summary.get(column):
+                    setattr(meeting, column, _parent_time(summary[column]))
+            if status is MeetingStatus.LIVE and meeting.started_at is None:
+                meeting.started_at = utcnow()
+            if status is MeetingStatus.ENDED and meeting.ended_at is None:
+                meeting.ended_at = utcnow()
             meeting.version = (meeting.version or 0) + 1  # as every change (meetings.claim)
             await db.flush()
             await db.execute(delete(MeetingUnit).where(MeetingUnit.meeting_id == meeting.id))
@@ -455,6 +464,17 @@ class ParentLink:
         await self._drop_links()
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+def _parent_time(value: Any) -> datetime | None:
+    """A time the parent sent (ISO 8601 with an offset), or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _why(exc: BaseException) -> str:

@@ -21,7 +21,9 @@ from socketio import packet
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
 from rooms.registry import Registry
+from rooms.roster import DROP, LEAVE
 from server import auth, meetings
+from server.attendance.service import ATTENDANCE
 from server.cascade.doors import PARENT, served_elsewhere
 from server.errors import AppError
 from server.models import MeetingStatus, Role
@@ -150,7 +152,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._connected.discard(sid)
         self.guard.forget(sid)
         session = await self.get_session(sid)
-        await self._depart(sid, session)
+        await self._depart(sid, session, DROP, "socket")
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         """Every event goes through here: model validation, then its handler, then the ack."""
@@ -241,13 +243,16 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # Concurrently, so one slow socket stalls nobody.
             await asyncio.gather(*sends, return_exceptions=True)
 
-    async def _depart(self, sid: str, session: dict[str, Any]) -> None:
+    async def _depart(self, sid: str, session: dict[str, Any], kind: str, reason: str) -> None:
+        """A socket leaves its meeting: ``kind`` is how attendance records it (a ``leave``
+        asked for, or a ``drop``: the socket was lost)."""
         live = self.registry.get(session.get("meeting_id", 0))
         if live is None:
             return
         participant = live.by_sid(sid)
         if participant is not None:
             await live.leave(participant)
+            await self.app[ATTENDANCE].departed(live, participant, kind, reason)
         if live.ended and live.chair is None and not live.sites:
             await self.registry.discard(live)
 
@@ -286,11 +291,12 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     url=door["url"],
                 )
         if session.get("meeting_id"):
-            await self._depart(sid, session)
+            await self._depart(sid, session, LEAVE, "switched")
         unit = tree.get(user.unit_id)
         live = self.registry.open(meeting.id, meeting.title, tree.get(meeting.host_unit_id).code)
         if meeting.status is MeetingStatus.LIVE and not live.live:
             live.live = True  # the node restarted during a live meeting
+        await self.app[ATTENDANCE].ready(live)
         participant = Participant(
             key=unit.code,
             role=role,
@@ -308,8 +314,11 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if sid not in self._connected:
             # It closed while this join awaited: its disconnect may have found nothing to
             # remove, so remove the participant here (leaving twice is harmless).
-            await self._depart(sid, session)
+            await self._depart(sid, session, DROP, "socket")
             return fail("not_joined", "The socket closed during the join.")
+        await self.app[ATTENDANCE].joined(
+            live, participant, replaced=old is not None and old.sid != sid
+        )
         log.info("joined", extra={"meeting": meeting.id, "unit": unit.code, "peer": sid})
         return ok(
             role=role,
@@ -353,6 +362,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         live = self.registry.get(meeting_id)
         if live is None or live.ended:
             return
+        attendance = self.app[ATTENDANCE]
+        for site in list(live.sites.values()):
+            await attendance.departed(live, site, LEAVE, "meeting_ended")
         await live.end()
         # To the current links only: one that left, or was replaced, is elsewhere by now.
         ended = {"meeting_id": meeting_id}
@@ -393,7 +405,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _leave(self, sid: str, data: Empty) -> dict[str, Any]:
         session = await self.get_session(sid)
-        await self._depart(sid, session)
+        await self._depart(sid, session, LEAVE, "leave")
         session.pop("meeting_id", None)
         await self.save_session(sid, session)
         return ok()

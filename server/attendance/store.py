@@ -1,0 +1,283 @@
+"""Storing attendance events: this node's own (with the next number of its sequence) and
+those a child node sends up (exactly once, by their origin id).
+
+Every event is committed before anything depends on it: the caller awaits ``record`` and
+only then answers or broadcasts. Listeners (the live meetings' rosters, the outbox up to the
+parent) hear of each stored event after its commit, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.roster import KINDS, NODE_DOWN, NODE_UP, Happening
+from server.atomic import is_contention
+from server.errors import MAX_ROW_ID
+from server.models import AttendanceEvent, Meeting, NodeMark
+from server.state import NodeContext
+from server.text import Line, Text
+
+log = logging.getLogger(__name__)
+
+SEQUENCE = "attendance"
+MAX_HEAD_COUNT = 100_000
+MAX_BATCH = 500
+# A wrong clock below is shown in reports beyond this (server/attendance/report.py).
+OFFSET_FLAG_MS = 2000
+RETRIES = 8
+
+
+class EventIn(BaseModel):
+    """One event as a child sends it up the ``/node`` link (docs/protocol.md §10)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    origin_node: Line = Field(min_length=1, max_length=64)
+    origin_seq: int = Field(ge=1, le=MAX_ROW_ID)
+    meeting_id: int = Field(ge=1, le=MAX_ROW_ID)  # the receiving node's id of the meeting
+    unit_code: Line = Field("", max_length=64)
+    kind: Literal[
+        "join", "reconnect", "leave", "drop", "head_count", "roll_answer", "node_down", "node_up"
+    ]
+    at: float = Field(ge=0, le=253_402_300_799)  # seconds since 1970 on the origin's clock
+    offset_ms: int = Field(0, ge=-(10**12), le=10**12)
+    reason: Line = Field("", max_length=32)
+    node: Line = Field("", max_length=64)
+    head_count: int | None = Field(None, ge=0, le=MAX_HEAD_COUNT)
+    roll_call: Line | None = Field(None, max_length=36)
+    detail: Text = Field("", max_length=20_000)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An event stored on this node, as listeners get it."""
+
+    meeting_id: int
+    origin_node: str
+    origin_seq: int
+    unit_code: str
+    kind: str
+    at: datetime
+    offset_ms: int
+    reason: str
+    node: str
+    head_count: int | None
+    roll_call: str | None
+    detail: str
+
+    def happening(self) -> Happening:
+        units: tuple[str, ...] = ()
+        if self.kind in (NODE_DOWN, NODE_UP) and self.detail:
+            units = tuple(json.loads(self.detail).get("units", []))
+        return Happening(
+            origin=self.origin_node,
+            seq=self.origin_seq,
+            unit=self.unit_code,
+            kind=self.kind,
+            at=self.at.timestamp() + self.offset_ms / 1000,
+            node=self.node,
+            head_count=self.head_count,
+            roll_call=self.roll_call,
+            units=units,
+        )
+
+    def wire(self, parent_meeting_id: int, link_offset_ms: int) -> dict[str, Any]:
+        """As sent up: the parent's meeting id, and the offset to the parent's clock."""
+        return {
+            "origin_node": self.origin_node,
+            "origin_seq": self.origin_seq,
+            "meeting_id": parent_meeting_id,
+            "unit_code": self.unit_code,
+            "kind": self.kind,
+            "at": self.at.timestamp(),
+            "offset_ms": self.offset_ms + link_offset_ms,
+            "reason": self.reason,
+            "node": self.node,
+            "head_count": self.head_count,
+            "roll_call": self.roll_call,
+            "detail": self.detail,
+        }
+
+
+def stored(row: AttendanceEvent) -> Stored:
+    return Stored(
+        meeting_id=row.meeting_id,
+        origin_node=row.origin_node,
+        origin_seq=row.origin_seq,
+        unit_code=row.unit_code,
+        kind=row.kind,
+        at=row.at,
+        offset_ms=row.offset_ms,
+        reason=row.reason,
+        node=row.node,
+        head_count=row.head_count,
+        roll_call=row.roll_call,
+        detail=row.detail,
+    )
+
+
+def _insert(db: AsyncSession) -> Any:
+    return pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+class AttendanceStore:
+    def __init__(self, node: NodeContext, code: str) -> None:
+        self.node = node
+        self.code = code  # this node's code: the origin of the events it makes
+        self.listeners: list[Callable[[Sequence[Stored]], None]] = []
+        # Meeting id -> whether its events go up to a parent (a mirrored meeting on a child).
+        self._upward: dict[int, bool] = {}
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.node.clock(), UTC)
+
+    async def _goes_up(self, db: AsyncSession, meeting_id: int) -> bool:
+        if meeting_id not in self._upward:
+            origin = (
+                await db.execute(select(Meeting.origin).where(Meeting.id == meeting_id))
+            ).scalar_one_or_none()
+            self._upward[meeting_id] = bool(origin) and self.node.settings.is_child
+        return self._upward[meeting_id]
+
+    async def _next_seq(self, db: AsyncSession) -> int:
+        """The next number of this node's sequence: an upsert that locks the counter row, in
+        the event's own transaction, so numbers are never given twice nor skipped."""
+        insert = _insert(db)
+        statement = (
+            insert(NodeMark)
+            .values(name=SEQUENCE, value=1, at=self.now())
+            .on_conflict_do_update(
+                index_elements=[NodeMark.name], set_={"value": NodeMark.value + 1}
+            )
+            .returning(NodeMark.value)
+        )
+        return int((await db.execute(statement)).scalar_one())
+
+    async def record(
+        self,
+        meeting_id: int,
+        unit_code: str,
+        kind: str,
+        *,
+        at: datetime | None = None,
+        reason: str = "",
+        node: str = "",
+        head_count: int | None = None,
+        roll_call: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Stored:
+        """Store one event seen on this node; returns it once committed."""
+        assert kind in KINDS, kind
+        when = at or self.now()
+        text = json.dumps(detail, ensure_ascii=False) if detail else ""
+        for attempt in range(RETRIES):
+            try:
+                async with self.node.sessionmaker() as db, db.begin():
+                    seq = await self._next_seq(db)
+                    row = AttendanceEvent(
+                        origin_node=self.code,
+                        origin_seq=seq,
+                        meeting_id=meeting_id,
+                        unit_code=unit_code,
+                        kind=kind,
+                        at=when,
+                        offset_ms=0,
+                        reason=reason,
+                        node=node,
+                        head_count=head_count,
+                        roll_call=roll_call,
+                        detail=text,
+                        up_pending=await self._goes_up(db, meeting_id),
+                        stored_at=self.now(),
+                    )
+                    db.add(row)
+                    await db.flush()
+                    event = stored(row)
+                break
+            except DBAPIError as exc:
+                if not is_contention(exc) or attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        self._tell([event])
+        return event
+
+    async def store_from_below(
+        self, events: Sequence[EventIn], link_offset_ms: int
+    ) -> tuple[list[Stored], int]:
+        """Store events a child sent up, each at most once (an insert that skips an id
+        already stored); returns the new ones and how many were there already."""
+        if not events:
+            return [], 0
+        new: list[Stored] = []
+        for attempt in range(RETRIES):
+            try:
+                async with self.node.sessionmaker() as db, db.begin():
+                    rows = []
+                    for e in events:
+                        rows.append(
+                            {
+                                "origin_node": e.origin_node,
+                                "origin_seq": e.origin_seq,
+                                "meeting_id": e.meeting_id,
+                                "unit_code": e.unit_code,
+                                "kind": e.kind,
+                                "at": datetime.fromtimestamp(e.at, UTC),
+                                "offset_ms": e.offset_ms + link_offset_ms,
+                                "reason": e.reason,
+                                "node": e.node,
+                                "head_count": e.head_count,
+                                "roll_call": e.roll_call,
+                                "detail": e.detail,
+                                "up_pending": await self._goes_up(db, e.meeting_id),
+                                "stored_at": self.now(),
+                            }
+                        )
+                    insert = _insert(db)
+                    statement = (
+                        insert(AttendanceEvent)
+                        .values(rows)
+                        .on_conflict_do_nothing(
+                            index_elements=[AttendanceEvent.origin_node, AttendanceEvent.origin_seq]
+                        )
+                        .returning(AttendanceEvent)
+                    )
+                    result = await db.execute(statement)
+                    new = [stored(row) for row in result.scalars().all()]
+                break
+            except DBAPIError as exc:
+                if not is_contention(exc) or attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        self._tell(new)
+        return new, len(events) - len(new)
+
+    def _tell(self, events: Sequence[Stored]) -> None:
+        if not events:
+            return
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:  # a listener's failure must not lose the event (it is stored)
+                log.exception("attendance listener failed")
+
+    async def meeting_events(self, meeting_id: int) -> list[Stored]:
+        async with self.node.sessionmaker() as db:
+            rows = await db.execute(
+                select(AttendanceEvent)
+                .where(AttendanceEvent.meeting_id == meeting_id)
+                .order_by(AttendanceEvent.id)
+            )
+            return [stored(r) for r in rows.scalars().all()]
