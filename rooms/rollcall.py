@@ -32,3 +32,12 @@ class RollCall:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+
+    def public_order(self) -> dict[str, Any]:
+        """What a relay is told of it (the ``roll_call`` node event)."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from rooms.meeting import SITE, LiveMeeting, Participant
 from rooms.registry import Registry
+from rooms.rollcall import RollCall
 from rooms.roster import (
     DROP,
     JOIN,
@@ -40,6 +41,7 @@ from rooms.roster import (
 from server import meetings
 from server.attendance.store import AttendanceStore, Stored
 from server.models import AttendanceEvent, Meeting, MeetingStatus, NodeMark
+from server.models import RollCall as RollCallRow
 from server.state import CTX, NodeContext
 from server.units import UnitTree
 
@@ -51,8 +53,12 @@ ALIVE_EVERY = 1.0
 
 @dataclass
 class _Link:
-    sid: str
+    site: Participant  # this join of the site (a rejoin on the same socket is a new one)
     online: bool
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def invited_sites(meeting: Meeting, tree: UnitTree) -> list[InvitedSite]:
@@ -160,7 +166,7 @@ class Attendance:
         """A site's join was accepted (``replaced``: its earlier link was still there)."""
         if site.role != SITE:
             return
-        self._links[(live.meeting_id, site.key)] = _Link(site.sid, True)
+        self._links[(live.meeting_id, site.key)] = _Link(site, True)
         await self.store.record(
             live.meeting_id, site.key, RECONNECT if replaced else JOIN, reason="join"
         )
@@ -170,7 +176,7 @@ class Attendance:
         if site.role != SITE:
             return
         link = self._links.get((live.meeting_id, site.key))
-        if link is not None and link.sid == site.sid:
+        if link is not None and link.site is site:
             del self._links[(live.meeting_id, site.key)]
         if kind == DROP and self.stopping:
             reason = "node_stopped"
@@ -185,7 +191,7 @@ class Attendance:
         for site in live.sites.values():
             key = (live.meeting_id, site.key)
             link = self._links.get(key)
-            if link is None or link.sid != site.sid:
+            if link is None or link.site is not site:
                 continue
             online = live.site_state(site)["online"]
             if online == link.online:
@@ -196,6 +202,58 @@ class Attendance:
                     live.meeting_id, site.key, RECONNECT if online else DROP, reason="media"
                 )
             )
+
+    # -- roll calls -----------------------------------------------------------------------------
+
+    async def start_roll_call(self, live: LiveMeeting) -> RollCall:
+        """Open a roll call (the chair's node): stored, then shown to every site, here and
+        below (the ``/node`` namespace passes it down)."""
+        async with self.node.sessionmaker() as db, db.begin():
+            count = (
+                await db.execute(
+                    select(func.count())
+                    .select_from(RollCallRow)
+                    .where(RollCallRow.meeting_id == live.meeting_id)
+                )
+            ).scalar_one()
+            roll_call = RollCall(number=int(count) + 1, started_at=self.node.clock())
+            db.add(
+                RollCallRow(
+                    id=roll_call.id,
+                    meeting_id=live.meeting_id,
+                    number=roll_call.number,
+                    started_at=_time(roll_call.started_at),
+                )
+            )
+        live.roll_call = roll_call
+        live.changed()
+        return roll_call
+
+    async def end_roll_call(self, live: LiveMeeting) -> RollCall:
+        roll_call = live.roll_call
+        assert roll_call is not None
+        roll_call.ended_at = self.node.clock()
+        await self.remember_roll_call(live.meeting_id, roll_call)
+        live.changed()
+        return roll_call
+
+    async def remember_roll_call(self, meeting_id: int, roll_call: RollCall) -> None:
+        """Store a roll call as it is now (an upsert: a child hears of it twice, at its
+        start and at its end)."""
+        async with self.node.sessionmaker() as db, db.begin():
+            row = await db.get(RollCallRow, roll_call.id)
+            if row is None:
+                db.add(
+                    RollCallRow(
+                        id=roll_call.id,
+                        meeting_id=meeting_id,
+                        number=roll_call.number,
+                        started_at=_time(roll_call.started_at),
+                        ended_at=_time(roll_call.ended_at) if roll_call.ended_at else None,
+                    )
+                )
+            elif roll_call.ended_at is not None:
+                row.ended_at = _time(roll_call.ended_at)
 
     # -- child nodes --------------------------------------------------------------------------
 

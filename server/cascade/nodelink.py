@@ -24,6 +24,8 @@ from sqlalchemy import select
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
 from rooms.peer import WALL_SLOTS, MediaError
 from server import meetings
+from server.attendance.service import ATTENDANCE
+from server.attendance.store import MAX_BATCH, EventIn
 from server.cascade.nodes import NodeError, NodeInfo, check_units, ended_links, verify_credential
 from server.models import Meeting, MeetingStatus
 from server.sockets.guard import SocketGuard
@@ -80,6 +82,24 @@ class Heartbeat(Event):
     pass
 
 
+class AttendanceBatch(Event):
+    """Child → parent: attendance events, oldest first, with the child's measured clock
+    offset to this node (added to each event's own offset)."""
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+    offset_ms: int = Field(0, ge=-(10**12), le=10**12)
+
+
+class RollCallOrder(Event):
+    """Parent → child ``roll_call``: a roll call opened or closed by the chair above."""
+
+    meeting_id: int = Field(ge=1, le=2**31 - 1)
+    id: Line = Field(min_length=1, max_length=36)
+    number: int = Field(ge=1, le=10_000)
+    started_at: float = Field(ge=0, le=253_402_300_799)
+    ended_at: float | None = Field(None, ge=0, le=253_402_300_799)
+
+
 class WatchOrder(Event):
     """Parent → child ``watch``: send ``unit``'s video up relay slot ``watch.{slot}``
     (``on``), or stop. The child checks it with this model too (server/cascade/parent_link.py)."""
@@ -91,6 +111,7 @@ class WatchOrder(Event):
 
 
 NODE_EVENTS: dict[str, type[Event]] = {
+    "attendance": AttendanceBatch,
     "heartbeat": Heartbeat,
     "hello": Hello,
     "presence": Presence,
@@ -143,6 +164,10 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Sockets between their connect and the start of their disconnect (a relay_join that
         # awaited while its socket closed must not leave a relay behind).
         self._linked: set[str] = set()
+        # Each link's units (ids), kept past its disconnect for the attendance record.
+        self._units_of: dict[str, list[int]] = {}
+        # The roll call each meeting's relays were told of: meeting id -> (id, open).
+        self._roll_sent: dict[int, tuple[str, bool] | None] = {}
         # Each link's credential, re-checked against the database: `hoinghi node revoke` (or a
         # new credential for the same code) drops the link within a second.
         self.guard: SocketGuard[NodeInfo] = SocketGuard(
@@ -182,6 +207,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for meeting_id in list(session.get("relays", {})):
             # Not a leave: the chair sees the node and its sites offline until it relinks.
             await self._leave(sid, session, meeting_id, lost=True)
+        self._units_of.pop(sid, None)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         # Only the server's own connection events arrive under these names: signaling.Server
@@ -219,7 +245,45 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._set_online(sid, True)
 
     async def _heartbeat(self, sid: str, data: Heartbeat) -> dict[str, Any]:
-        return ok()
+        # This node's clock: the child measures its offset from it (and the round trip).
+        return ok(now=self.node.clock())
+
+    async def _attendance(self, sid: str, data: AttendanceBatch) -> dict[str, Any]:
+        """Store a child's events exactly once; an event outside what the link may speak
+        for (a meeting that does not concern its units, a site outside them) is refused by
+        its index and not stored. The whole batch is acknowledged: the child sends on."""
+        session = await self.get_session(sid)
+        units: list[int] = session.get("units", [])
+        if not units:
+            return fail("not_joined", "Say hello first.")
+        tree = self.node.units
+        concerning: dict[int, bool] = {}
+        accepted: list[EventIn] = []
+        rejected: list[dict[str, Any]] = []
+        for index, event in enumerate(data.events):
+            if event.meeting_id not in concerning:
+                concerning[event.meeting_id] = bool(
+                    await self._meetings_for(units, event.meeting_id)
+                )
+            unit = tree.by_code.get(event.unit_code) if event.unit_code else None
+            if not concerning[event.meeting_id]:
+                rejected.append({"index": index, "error": "meeting_not_found"})
+            elif event.unit_code and (
+                unit is None or not any(tree.in_subtree(unit.id, u) for u in units)
+            ):
+                rejected.append({"index": index, "error": "unit_out_of_scope"})
+            else:
+                accepted.append(event)
+        if rejected:
+            log.warning(
+                "node %s sent %d attendance events it may not speak for",
+                session["node"].code,
+                len(rejected),
+            )
+        new, duplicates = await self.app[ATTENDANCE].store.store_from_below(
+            accepted, data.offset_ms
+        )
+        return ok(stored=len(new), duplicates=duplicates, rejected=rejected)
 
     async def _watch(self) -> None:
         while self._beats:
@@ -236,6 +300,25 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             relay = live.by_sid(sid)
             if relay is not None and relay.role == RELAY:
                 live.set_relay_online(relay.key, online)
+                self._spawn(self._node_state(sid, live, relay.key, online, "silent"))
+
+    async def _node_state(
+        self, sid: str, live: LiveMeeting, code: str, up: bool, reason: str
+    ) -> None:
+        """Attendance: a child node's link in a meeting went down or came back up."""
+        session = await self.get_session(sid) if sid in self._linked else None
+        tree = self.node.units
+        ids = session.get("units", []) if session else self._units_of.get(sid, [])
+        units = [tree.get(i).code for i in ids if i in tree.by_id]
+        try:
+            await self.app[ATTENDANCE].node_link(live, code, units, up, reason)
+        except Exception:
+            log.exception("attendance: recording node %s %s failed", code, "up" if up else "down")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _hello(self, sid: str, data: Hello) -> dict[str, Any]:
         session = await self.get_session(sid)
@@ -246,6 +329,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return fail(exc.code, exc.message)
         tree = self.node.units
         session["units"] = [tree.by_code[c].id for c in data.units]
+        self._units_of[sid] = session["units"]
         session["url"] = data.url
         await self.save_session(sid, session)
         await self.enter_room(sid, "nodes")
@@ -297,6 +381,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             sid=sid,
         )
         self._floor_sent.pop(data.meeting_id, None)  # the newcomer must hear who speaks
+        self._roll_sent.pop(data.meeting_id, None)  # and of an open roll call
         await live.join(relay)
         session["relays"][data.meeting_id] = True
         with contextlib.suppress(KeyError):  # the socket is gone: checked just below
@@ -304,6 +389,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if sid not in self._linked:  # it closed during the join: leave no relay behind
             await self._leave(sid, session, data.meeting_id, lost=True)
             return fail("not_joined", "The link closed during the join.")
+        await self._node_state(sid, live, relay.key, True, "joined")
         return ok(layout=[s.public() for s in live.layout(RELAY)])
 
     async def _relay_offer(self, sid: str, data: RelayOffer) -> dict[str, Any]:
@@ -350,6 +436,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         relay = live.by_sid(sid) if live is not None else None
         if live is not None and relay is not None and relay.role == RELAY:
             await (live.relay_lost(relay) if lost else live.leave(relay))
+            await self._node_state(sid, live, relay.key, False, "lost" if lost else "left")
 
     # -- telling children ---------------------------------------------------------------------
 
@@ -359,6 +446,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._send_watches(live)
         if not live.relays:
             return
+        self._send_roll_call(live)
         holder = live.floor_holder()
         unit = holder["unit"] if holder else None
         if (
@@ -376,6 +464,20 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         task = asyncio.get_running_loop().create_task(self._emit_all("floor", payload, sids))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _send_roll_call(self, live: LiveMeeting) -> None:
+        """Tell every relay when a roll call opens or closes (a relay that joined later is
+        told of the one open)."""
+        roll_call = live.roll_call
+        now = (roll_call.id, roll_call.open) if roll_call is not None else None
+        if live.meeting_id in self._roll_sent and self._roll_sent[live.meeting_id] == now:
+            return
+        self._roll_sent[live.meeting_id] = now
+        if roll_call is None:
+            return
+        order = RollCallOrder(meeting_id=live.meeting_id, **roll_call.public_order())
+        sids = [relay.sid for relay in live.relays.values()]
+        self._spawn(self._emit_all("roll_call", order.model_dump(), sids))
 
     def _send_watches(self, live: LiveMeeting) -> None:
         """Tell each relay what changed in the sites it must send up (stops first). A relay

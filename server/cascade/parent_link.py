@@ -10,6 +10,7 @@ resubscribes by itself when the parent is back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -25,8 +26,11 @@ from sqlalchemy import delete, select
 
 from rooms.meeting import LiveMeeting
 from rooms.peer import RELAY_LAYOUT, MediaError, check_answer
+from rooms.rollcall import RollCall
 from rooms.uplink import UplinkLink
-from server.cascade.nodelink import WatchOrder
+from server.attendance.outbox import Outbox
+from server.attendance.service import ATTENDANCE
+from server.cascade.nodelink import RollCallOrder, WatchOrder
 from server.models import Meeting, MeetingStatus, MeetingUnit, utcnow
 from server.sockets.signaling import MEETING_NS, REGISTRY
 from server.state import CTX, NodeContext
@@ -40,6 +44,9 @@ HEARTBEAT = 1.0
 HEARTBEAT_WAIT = 1.5
 DISCONNECT_WAIT = 2.0
 CONNECT_WAIT = 10.0
+# The clock offset to the parent is that of the beat with the shortest round trip among the
+# last few (the least delayed either way).
+OFFSET_SAMPLES = 16
 
 
 class LinkRefused(Exception):
@@ -94,6 +101,15 @@ class ParentLink:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connected = asyncio.Event()
+        # Attendance events wait here until the parent has them (server/attendance/outbox.py).
+        self.outbox = Outbox(app[CTX], self.parent_url)
+        # The parent's clock minus this node's, in ms, and the round trip it was measured
+        # with, from the heartbeats (None until measured).
+        self.clock_offset_ms: int | None = None
+        self.rtt_ms: int | None = None
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=OFFSET_SAMPLES
+        )
 
     def _client(self) -> socketio.AsyncClient:
         """A new socket per session: one whose link died is not reused. An https parent is
@@ -112,6 +128,7 @@ class ParentLink:
         sio.on("floor", self._on_floor, namespace="/node")
         sio.on("connect_error", self._on_connect_error, namespace="/node")
         sio.on("watch", self._on_watch, namespace="/node")
+        sio.on("roll_call", self._on_roll_call, namespace="/node")
         return sio
 
     @property
@@ -125,6 +142,7 @@ class ParentLink:
 
     def start(self) -> None:
         self.app[MEETING_NS].observers.append(self._local_change)
+        self.app[ATTENDANCE].store.listeners.append(self.outbox.nudge)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _set_upper(self, state: str) -> None:
@@ -204,13 +222,19 @@ class ParentLink:
             log.info("linked to parent %s as %s", self.parent_url, self.code)
             for summary in ack["meetings"]:
                 await self.mirror(summary)
-            beats = asyncio.get_running_loop().create_task(self._heartbeats())
-            waiting = asyncio.get_running_loop().create_task(self.sio.wait())
+            with contextlib.suppress(Exception):  # the offset before the first events go up
+                await self._beat()
+            loop = asyncio.get_running_loop()
+            beats = loop.create_task(self._heartbeats())
+            waiting = loop.create_task(self.sio.wait())
+            sending = loop.create_task(self.outbox.run(self._send_attendance, self._offset))
             try:
                 # Ends when the socket closes, or when the parent stops answering heartbeats.
-                await asyncio.wait({beats, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({beats, waiting, sending}, return_when=asyncio.FIRST_COMPLETED)
+                if sending.done() and not sending.cancelled() and sending.exception():
+                    log.error("attendance outbox stopped", exc_info=sending.exception())
             finally:
-                for task in (beats, waiting):
+                for task in (beats, waiting, sending):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
@@ -239,13 +263,33 @@ class ParentLink:
         except Exception as exc:  # a dead link fails to close in many ways
             log.debug("closing the parent socket: %s", exc.__class__.__name__)
 
+    async def _send_attendance(self, batch: dict[str, Any]) -> dict[str, Any]:
+        ack = await self.sio.call("attendance", batch, namespace="/node", timeout=CALL_TIMEOUT)
+        return ack if isinstance(ack, dict) else {"ok": False, "error": "bad_answer"}
+
+    def _offset(self) -> int:
+        return self.clock_offset_ms or 0
+
+    async def _beat(self) -> None:
+        """One heartbeat; its answer carries the parent's clock: the offset is measured as
+        NTP does, the parent's time against the middle of the round trip."""
+        clock = self.node.clock
+        sent = clock()
+        ack = await self.sio.call("heartbeat", {}, namespace="/node", timeout=HEARTBEAT_WAIT)
+        back = clock()
+        now = ack.get("now") if isinstance(ack, dict) else None
+        if isinstance(now, int | float) and not isinstance(now, bool):
+            self._samples.append((back - sent, now - (sent + back) / 2))
+            rtt, offset = min(self._samples)
+            self.rtt_ms, self.clock_offset_ms = round(rtt * 1000), round(offset * 1000)
+
     async def _heartbeats(self) -> None:
         """Beat every HEARTBEAT s; two unanswered beats in a row mean the parent is gone."""
         missed = 0
         while missed < 2:
             await asyncio.sleep(HEARTBEAT)
             try:
-                await self.sio.call("heartbeat", {}, namespace="/node", timeout=HEARTBEAT_WAIT)
+                await self._beat()
                 missed = 0
             except (TimeoutError, socketio.exceptions.TimeoutError):
                 missed += 1
@@ -292,6 +336,33 @@ class ParentLink:
         live = self._live_for(order.meeting_id)
         if live is not None:
             live.watch_from_parent(order.unit, order.slot, order.on)
+
+    async def _on_roll_call(self, data: Any) -> None:
+        """The chair above opened (or closed) a roll call: the sites here are asked."""
+        try:
+            order = RollCallOrder.model_validate(data)
+        except ValidationError:
+            log.warning("the parent sent a malformed roll call")
+            return
+        live = self._live_for(order.meeting_id)
+        if live is None:
+            return
+        current = live.roll_call
+        if current is not None and current.id == order.id:
+            current.ended_at = order.ended_at
+        else:
+            current = RollCall(
+                number=order.number,
+                id=order.id,
+                started_at=order.started_at,
+                ended_at=order.ended_at,
+            )
+            live.roll_call = current
+        live.changed()
+        try:
+            await self.app[ATTENDANCE].remember_roll_call(live.meeting_id, current)
+        except Exception:
+            log.exception("storing the parent's roll call failed")
 
     # -- presence up ------------------------------------------------------------------------------
 

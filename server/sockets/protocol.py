@@ -6,9 +6,9 @@ when an event handled here is missing from it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from server.errors import MAX_ROW_ID
 from server.text import Line
@@ -55,6 +55,37 @@ class Devices(Event):
     camera_on: bool
 
 
+MAX_HEAD_COUNT = 100_000
+
+
+class Attendee(Event):
+    name: Line = Field(min_length=1, max_length=200)
+    position: Line = Field("", max_length=200)
+
+
+class HeadCount(Event):
+    count: int = Field(ge=0, le=MAX_HEAD_COUNT)
+    names: list[Attendee] = Field(default_factory=list, max_length=500)
+
+
+class RollCallAnswer(Event):
+    roll_call: Line = Field(min_length=1, max_length=36)
+    count: int = Field(ge=0, le=MAX_HEAD_COUNT)
+
+
+class CallSite(Event):
+    """Call one site by name (``unit``), or the next or previous site of the list."""
+
+    unit: Line | None = Field(None, min_length=1, max_length=64)
+    step: Literal["next", "previous"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CallSite:
+        if (self.unit is None) == (self.step is None):
+            raise ValueError("give either unit or step")
+        return self
+
+
 # event name -> payload model; the namespace dispatches on this table
 EVENTS: dict[str, type[Event]] = {
     "join": Join,
@@ -68,6 +99,11 @@ EVENTS: dict[str, type[Event]] = {
     "watch": Watch,
     "devices": Devices,
     "leave": Empty,
+    "head_count": HeadCount,
+    "roll_call_start": Empty,
+    "roll_call_end": Empty,
+    "roll_call_answer": RollCallAnswer,
+    "call_site": CallSite,
 }
 
 # events the node sends
@@ -91,6 +127,11 @@ ERROR_CODES = {
     "unknown_site": "The named site is not connected.",
     "wall_full": "The chair already watches the maximum number of sites.",
     "meeting_ended": "The meeting has ended.",
+    "not_live": "The meeting has not started yet.",
+    "roll_call_open": "A roll call is already open; close it first.",
+    "no_roll_call": "No roll call is open.",
+    "roll_call_closed": "That roll call is closed (or another one is open).",
+    "no_site_to_call": "No connected site to call in that direction.",
     "internal_error": "The node failed; it has been logged.",
 }
 

@@ -28,6 +28,7 @@ from server.cascade.doors import PARENT, served_elsewhere
 from server.errors import AppError
 from server.models import MeetingStatus, Role
 from server.sockets import sessions as socket_sessions
+from server.sockets.attendance_events import AttendanceEvents
 from server.sockets.guard import SocketGuard
 from server.sockets.protocol import (
     EVENTS,
@@ -125,6 +126,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "watch": self._watch,
             "devices": self._devices,
             "leave": self._leave,
+            **AttendanceEvents(self).handlers(),
         }
         assert set(self.handlers) == set(EVENTS), "every event needs a model and a handler"
 
@@ -243,16 +245,19 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # Concurrently, so one slow socket stalls nobody.
             await asyncio.gather(*sends, return_exceptions=True)
 
-    async def _depart(self, sid: str, session: dict[str, Any], kind: str, reason: str) -> None:
+    async def _depart(
+        self, sid: str, session: dict[str, Any], kind: str | None, reason: str
+    ) -> None:
         """A socket leaves its meeting: ``kind`` is how attendance records it (a ``leave``
-        asked for, or a ``drop``: the socket was lost)."""
+        asked for, a ``drop``: the socket was lost; None: not at all)."""
         live = self.registry.get(session.get("meeting_id", 0))
         if live is None:
             return
         participant = live.by_sid(sid)
         if participant is not None:
             await live.leave(participant)
-            await self.app[ATTENDANCE].departed(live, participant, kind, reason)
+            if kind is not None:
+                await self.app[ATTENDANCE].departed(live, participant, kind, reason)
         if live.ended and live.chair is None and not live.sites:
             await self.registry.discard(live)
 
@@ -291,7 +296,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     url=door["url"],
                 )
         if session.get("meeting_id"):
-            await self._depart(sid, session, LEAVE, "switched")
+            # Joining the same meeting again (a new media link) is no leave: the join says it.
+            again = session["meeting_id"] == meeting.id
+            await self._depart(sid, session, None if again else LEAVE, "switched")
         unit = tree.get(user.unit_id)
         live = self.registry.open(meeting.id, meeting.title, tree.get(meeting.host_unit_id).code)
         if meeting.status is MeetingStatus.LIVE and not live.live:

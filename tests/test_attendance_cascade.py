@@ -1,0 +1,171 @@
+"""Attendance across three nodes: a province and two district nodes (real apps, each with its
+own SQLite database), commune sites as real aiortc peers on their district's node.
+
+What the sites do (joins, a killed peer connection, a rejoin, head counts, a roll call, a
+leave) is stored on their district as events and reaches the province exactly once, with
+the times it happened; the chair's console shows it live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from server.attendance.service import ATTENDANCE
+from server.models import AttendanceEvent
+from server.state import CTX
+from tests.conftest import Node, Tree
+from tests.live_helpers import (
+    Participant,
+    join_site,
+    local_meeting_id,
+    schedule,
+    start_as_chair,
+)
+
+SITES = {"kt.cm-nc-hr": "CM-NC", "kt.cm-nc-tt": "CM-NC", "kt.cm-nh-dmu": "CM-NH"}
+
+
+async def events_at(node: Node, meeting_id: int | None = None) -> list[AttendanceEvent]:
+    async with node.app[CTX].sessionmaker() as db:
+        query = select(AttendanceEvent).order_by(AttendanceEvent.id)
+        if meeting_id is not None:
+            query = query.where(AttendanceEvent.meeting_id == meeting_id)
+        return list((await db.execute(query)).scalars().all())
+
+
+def roster_site(state: dict[str, Any], unit: str) -> dict[str, Any]:
+    return next(s for s in state["roster"]["sites"] if s["unit"] == unit)
+
+
+def unbroken(seqs: list[int]) -> bool:
+    """A node's sequence numbers with none missing and none twice."""
+    return sorted(seqs) == list(range(min(seqs), min(seqs) + len(seqs)))
+
+
+@pytest.mark.timeout(240)
+async def test_site_events_on_district_nodes_reach_the_province_once_with_their_times(
+    tree: Tree,
+) -> None:
+    title = "Giao ban điểm danh ba nút"
+    chair_session = await tree.province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC", "CM-NH"])
+    chair = await start_as_chair(tree.province, chair_session, meeting_id)
+    state = await chair.wait_state(lambda s: s.get("roster", {}).get("expected", 0) > 0)
+    expected = state["roster"]["expected"]
+    assert roster_site(state, "CM-NC-HR")["state"] == "never"
+
+    did: dict[str, list[tuple[str, float]]] = {u: [] for u in SITES}
+    sites: dict[str, Participant] = {}
+    for operator, district in SITES.items():
+        node = tree.districts[district]
+        local = await local_meeting_id(node, operator, title)
+        sites[operator] = await join_site(node, operator, local)
+        did[operator].append(("join", time.time()))
+    for operator, count in (("kt.cm-nc-hr", 25), ("kt.cm-nc-tt", 12), ("kt.cm-nh-dmu", 30)):
+        ack = await sites[operator].call("head_count", {"count": count})
+        assert ack == {"ok": True, "count": count}
+        did[operator].append(("head_count", time.time()))
+    await chair.wait_state(
+        lambda s: s["roster"]["present"] == 3 and s["roster"]["head_count"] == 67, 20
+    )
+
+    # Hàm Rồng's peer connection dies (its socket stays): a drop, seen by the province.
+    hr = sites["kt.cm-nc-hr"]
+    assert hr.probe is not None
+    await hr.probe.close()
+    killed = time.time()
+    state = await chair.wait_state(lambda s: roster_site(s, "CM-NC-HR")["state"] == "lost", 20)
+    assert state["roster"]["present"] == 2
+    did["kt.cm-nc-hr"].append(("drop", killed))
+    # ...and it joins again, with more people in the hall.
+    await hr.join(await local_meeting_id(tree.districts["CM-NC"], "kt.cm-nc-hr", title))
+    did["kt.cm-nc-hr"].append(("join", time.time()))
+    assert (await hr.call("head_count", {"count": 27}))["ok"]
+    did["kt.cm-nc-hr"].append(("head_count", time.time()))
+    await chair.wait_state(
+        lambda s: (
+            roster_site(s, "CM-NC-HR")["state"] == "online" and s["roster"]["head_count"] == 69
+        ),
+        20,
+    )
+
+    # A roll call across both districts: every site is asked on its own node.
+    started = await chair.call("roll_call_start")
+    assert started["ok"], started
+    roll_id = started["roll_call"]["id"]
+    for operator, count in (("kt.cm-nc-hr", 27), ("kt.cm-nh-dmu", 29)):
+        site = sites[operator]
+        prompt = await site.wait_state(
+            lambda s: bool(s["roll_call"]) and s["roll_call"]["open"], 15
+        )
+        assert prompt["roll_call"]["id"] == roll_id
+        assert prompt["roll_call"]["answered"] is False
+        assert (await site.call("roll_call_answer", {"roll_call": roll_id, "count": count}))["ok"]
+        did[operator].append(("roll_answer", time.time()))
+        await site.wait_state(lambda s: bool(s["roll_call"]) and s["roll_call"]["answered"])
+    state = await chair.wait_state(
+        lambda s: bool(s["roll_call"]) and s["roll_call"]["tally"]["answered"] == 2, 20
+    )
+    tally = state["roll_call"]["tally"]
+    assert tally["answers"] == {"CM-NC-HR": 27, "CM-NH-DMU": 29}
+    assert (tally["waiting"], tally["offline"]) == (1, expected - 3)
+    assert tally["head_count"] == 56
+    by_group = {g["group"]: g for g in tally["groups"] if g["level"] == "commune"}
+    assert (by_group["CM-NC"]["answered"], by_group["CM-NC"]["waiting"]) == (1, 1)
+    assert (by_group["CM-NH"]["answered"], by_group["CM-NH"]["waiting"]) == (1, 0)
+    ended = await chair.call("roll_call_end")
+    assert ended["ok"]
+    assert ended["roll_call"]["open"] is False
+    # An answer after the close is refused.
+    late = await sites["kt.cm-nc-tt"].call("roll_call_answer", {"roll_call": roll_id, "count": 1})
+    assert late["error"] == "roll_call_closed"
+
+    # Tân Tiến leaves; then the chair ends the meeting for everyone else.
+    assert (await sites["kt.cm-nc-tt"].call("leave"))["ok"]
+    did["kt.cm-nc-tt"].append(("leave", time.time()))
+    state = await chair.wait_state(lambda s: roster_site(s, "CM-NC-TT")["state"] == "left", 20)
+    assert (await chair.call("end"))["ok"]
+    for operator in ("kt.cm-nc-hr", "kt.cm-nh-dmu"):
+        did[operator].append(("leave", time.time()))
+
+    # At the province: every site's events, in order, each within a second of the moment
+    # the test did it (the drop: of the kill, detected within the 2 s silence rule).
+    province = tree.province
+    unit_of = {op: f"{SITES[op]}-{op.rsplit('-', 1)[1].upper()}" for op in SITES}
+
+    async def arrived() -> bool:
+        rows = await events_at(province, meeting_id)
+        return sum(r.unit_code == unit_of["kt.cm-nh-dmu"] for r in rows) >= 4
+
+    await wait_for_async(arrived, 20, "the last events to reach the province")
+    rows = await events_at(province, meeting_id)
+    for operator, actions in did.items():
+        mine = [r for r in rows if r.unit_code == unit_of[operator]]
+        assert [r.kind for r in mine] == [kind for kind, _ in actions], operator
+        assert {r.origin_node for r in mine} == {SITES[operator]}
+        for row, (kind, when) in zip(mine, actions, strict=True):
+            at = row.at.timestamp() + row.offset_ms / 1000
+            # A killed link is known by its silence: 2 s of it, checked every 0.25 s.
+            late = 3.0 if kind == "drop" else 1.0
+            assert -1.0 <= at - when <= late, (operator, kind, at - when)
+    # Each district's events arrived once and none is missing.
+    for code, district in tree.districts.items():
+        theirs = [r for r in await events_at(district) if r.origin_node == code]
+        here = [r.origin_seq for r in await events_at(province) if r.origin_node == code]
+        assert sorted(here) == sorted(r.origin_seq for r in theirs)
+        assert unbroken(here)
+    assert province.app[ATTENDANCE].store.code == "root"
+    for s in (chair, *sites.values()):
+        await s.close()
+
+
+async def wait_for_async(check: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"waited {within} s for {what}"
+        await asyncio.sleep(0.2)
