@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from server.attendance.service import ATTENDANCE
+from server.cascade.parent_link import PARENT_LINK
 from server.models import AttendanceEvent
 from server.state import CTX
-from tests.conftest import Node, Tree
+from tests.conftest import Node, Tree, start_node
 from tests.live_helpers import (
+    ClientFactory,
     Participant,
+    district_behind_gate,
     join_site,
     local_meeting_id,
     schedule,
     start_as_chair,
+    wait_for,
 )
 
 SITES = {"kt.cm-nc-hr": "CM-NC", "kt.cm-nc-tt": "CM-NC", "kt.cm-nh-dmu": "CM-NH"}
@@ -169,3 +174,105 @@ async def wait_for_async(check: Any, within: float, what: str) -> None:
     while not await check():
         assert time.monotonic() < deadline, f"waited {within} s for {what}"
         await asyncio.sleep(0.2)
+
+
+async def restart(aiohttp_client: ClientFactory, old: Node, path: Path) -> Node:
+    """The same child node stopped and started again: same directory, database, parent."""
+    settings = old.app[CTX].settings
+    await old.close()
+    await old.client.close()
+    return await start_node(
+        aiohttp_client,
+        path,
+        settings.database_url,
+        parent_url=settings.parent_url,
+        parent_credential=settings.parent_credential.get_secret_value(),
+        served_units=list(settings.served_units),
+    )
+
+
+@pytest.mark.timeout(240)
+async def test_events_made_while_the_uplink_is_cut_and_the_district_restarted_arrive_once(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    province, district, gate = await district_behind_gate(aiohttp_client, tmp_path)
+    title = "Điểm danh khi mất đường lên"
+    chair_session = await province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
+    chair = await start_as_chair(province, chair_session, meeting_id)
+    local = await local_meeting_id(district, "kt.cm-nc-hr", title)
+    hr = await join_site(district, "kt.cm-nc-hr", local)
+    tt = await join_site(district, "kt.cm-nc-tt", local)
+    assert (await hr.call("head_count", {"count": 18}))["ok"]
+    await chair.wait_state(lambda s: s["roster"]["present"] == 2, 20)
+
+    # The uplink is cut: the district goes on, its events wait in its database.
+    gate.block()
+    link = district.app[PARENT_LINK]
+    await wait_for(lambda: not link.connected.is_set(), 20, "the district to see the cut")
+    assert (await tt.call("head_count", {"count": 9}))["ok"]
+    assert (await hr.call("leave"))["ok"]
+    assert await link.outbox.pending() >= 2
+
+    # ...and the district is restarted while still cut (its sites' sockets closed by the
+    # stop): the outbox is in its database.
+    district = await restart(aiohttp_client, district, tmp_path / "CM-NC")
+    for site in (hr, tt):
+        await site.close()
+    link = district.app[PARENT_LINK]
+    hr = await join_site(district, "kt.cm-nc-hr", local)
+    assert (await hr.call("head_count", {"count": 20}))["ok"]
+    waiting = await link.outbox.pending()
+    assert waiting >= 6  # the two before the restart, the stop's drop, a join, a head count
+
+    async def district_rows() -> list[AttendanceEvent]:
+        return [r for r in await events_at(district) if r.origin_node == "CM-NC"]
+
+    assert unbroken([r.origin_seq for r in await district_rows()])
+
+    # The link returns: every event of the district reaches the province, once.
+    gate.unblock()
+    await asyncio.wait_for(link.connected.wait(), 40)
+
+    async def all_up() -> bool:
+        return await link.outbox.pending() == 0
+
+    await wait_for_async(all_up, 30, "the outbox to empty")
+    mine = await district_rows()
+    up = [r for r in await events_at(province) if r.origin_node == "CM-NC"]
+    assert sorted(r.origin_seq for r in up) == sorted(r.origin_seq for r in mine)
+    assert unbroken([r.origin_seq for r in up])
+    # What happened below, in order, as the province now knows it: Tân Tiến's count while
+    # cut, Hàm Rồng's leave, the restart's drop of Tân Tiến, Hàm Rồng back with 20.
+    tt_kinds = [(r.kind, r.head_count, r.reason) for r in up if r.unit_code == "CM-NC-TT"]
+    assert tt_kinds == [
+        ("join", None, "join"),
+        ("head_count", 9, ""),
+        ("drop", None, "node_stopped"),
+    ]
+    hr_kinds = [(r.kind, r.head_count) for r in up if r.unit_code == "CM-NC-HR"]
+    assert hr_kinds == [
+        ("join", None),
+        ("head_count", 18),
+        ("leave", None),
+        ("join", None),
+        ("head_count", 20),
+    ]
+    # The province recorded the district's link down during the cut, and up again.
+    own = [r for r in await events_at(province, meeting_id) if r.origin_node == "root"]
+    assert [r.kind for r in own if r.node == "CM-NC"][:2] == ["node_up", "node_down"]
+    assert [r.kind for r in own if r.node == "CM-NC"][-1] == "node_up"
+    state = await chair.wait_state(
+        lambda s: (
+            roster_site(s, "CM-NC-HR")["state"] == "online"
+            and roster_site(s, "CM-NC-TT")["state"] == "lost"
+            and roster_site(s, "CM-NC-HR")["head_count"] == 20
+        ),
+        20,
+    )
+    assert state["roster"]["present"] == 1
+    for p in (chair, hr):
+        await p.close()
+    await district.close()
+    await province.close()
+    await gate.close()

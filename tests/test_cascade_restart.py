@@ -32,6 +32,7 @@ from server.models import Meeting
 from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import CHROMIUM, Node, start_node
+from tests.test_attendance_cascade import events_at
 from tests.live_helpers import (
     Participant,
     schedule,
@@ -171,6 +172,34 @@ async def _decodes_again(page: Page) -> int:
     return int(frames or 0)
 
 
+async def _attendance_shows_the_crash(province: Node, meeting_id: int, killed: float) -> None:
+    """The crash reads, at the province, as a drop of each commune at the kill and a rejoin
+    (not as presence throughout): the district recorded each drop at its last second alive
+    when it started again, and sent it up with the rest."""
+    deadline = time.monotonic() + 20
+    while True:
+        rows = await events_at(province, meeting_id)
+        by_unit = {
+            unit: [r for r in rows if r.unit_code == unit and r.kind in ("join", "drop")]
+            for unit in COMMUNES.values()
+        }
+        if all(len(kinds) >= 3 for kinds in by_unit.values()):
+            break
+        assert time.monotonic() < deadline, f"attendance at the province: {by_unit}"
+        await asyncio.sleep(0.2)
+    for unit, events in by_unit.items():
+        assert [(e.kind, e.reason) for e in events[:3]] == [
+            ("join", "join"),
+            ("drop", "node_restart"),
+            ("join", "join"),
+        ], unit
+        dropped = events[1].at.timestamp() + events[1].offset_ms / 1000
+        # The node notes it is alive every second: the drop is at most that before the kill.
+        assert killed - 1.5 <= dropped <= killed + 0.5, (unit, dropped - killed)
+    own = [r.kind for r in rows if r.origin_node == "root" and r.node == "CM-NC"]
+    assert own[-2:] == ["node_down", "node_up"], own
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.usefixtures("chromium")
 async def test_killed_district_shows_offline_and_after_restart_its_sites_rejoin_by_themselves(
@@ -226,6 +255,7 @@ async def test_killed_district_shows_offline_and_after_restart_its_sites_rejoin_
                     await page.evaluate("() => { window.linkBeforeKill = window.hoinghi.pc; }")
                 district.kill()
                 killed = time.monotonic()
+                killed_wall = time.time()
                 log.append(f"{killed:.1f} --- district killed")
                 await wait_for(lambda: _shown(live, online=False), 10, "CM-NC shown offline")
                 offline_after = time.monotonic() - killed
@@ -270,6 +300,7 @@ async def test_killed_district_shows_offline_and_after_restart_its_sites_rejoin_
                     await page.wait_for_selector("#conn.conn-connected", timeout=10_000)
                 await chair.wait_state(lambda s: _chair_sees(s, online=True), 5)
                 mark("all back")
+                await _attendance_shows_the_crash(province, meeting_id, killed_wall)
             finally:
                 OUT.mkdir(exist_ok=True)
                 (OUT / "restart-console.log").write_text("\n".join(log), encoding="utf-8")
