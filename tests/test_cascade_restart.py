@@ -32,13 +32,13 @@ from server.models import Meeting
 from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import CHROMIUM, Node, start_node
-from tests.test_attendance_cascade import events_at
 from tests.live_helpers import (
     Participant,
     schedule,
     start_as_chair,
     wait_for,
 )
+from tests.test_attendance_cascade import events_at
 from tests.test_browser_live import (
     CHROMIUM_ARGS,
     FRAMES_DECODED,
