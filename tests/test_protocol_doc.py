@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant
 from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT
+from rooms.rollcall import RollCall
+from rooms.roster import Happening, InvitedSite
 from server.auth import SESSION_COOKIE
 from server.sockets.protocol import ERROR_CODES, EVENTS, SERVER_EVENTS
 from server.sockets.signaling import NAMESPACE, MeetingNamespace
@@ -165,13 +167,35 @@ async def test_every_state_key_is_in_the_state_section() -> None:
             await live.join(p)
         live.give_floor("CM-NC-HR")
         live.raise_hand(other, True)
+        # Invited sites, one present with a head count, and an open roll call it answered.
+        path = ("CM", "CM-NC", "CM-NC-HR")
+        live.roster.invite(
+            [InvitedSite("CM-NC-HR", "Xã Hàm Rồng", "commune", path, "CM-NC", "Năm Căn", "")]
+        )
+        live.roll_call = RollCall(number=1)
+        for seq, (kind, count) in enumerate((("join", None), ("roll_answer", 20)), 1):
+            live.roster.apply(
+                Happening(
+                    "root",
+                    seq,
+                    "CM-NC-HR",
+                    kind,
+                    1.0,
+                    head_count=count,
+                    roll_call=live.roll_call.id,
+                )
+            )
         chair_state, site_state = live.state_for(chair), live.state_for(site)
     finally:
         await live.close()
     assert chair_state["queue"]
     assert chair_state["floor"] is not None
+    assert chair_state["roster"]["sites"]
+    assert chair_state["roll_call"]["tally"]["answers"] == {"CM-NC-HR": 20}
+    assert site_state["you"]["head_count"] == 20
     text = sections().get("state", "")
-    for key in sorted(keys_of(chair_state) | keys_of(site_state)):
+    # ``tally.answers`` is keyed by unit code, not by a name of the protocol.
+    for key in sorted((keys_of(chair_state) | keys_of(site_state)) - {"CM-NC-HR"}):
         assert f"`{key}`" in text, f"state key `{key}` is not in the `state` section"
     for status in ("waiting", "live", "ended"):
         assert f'`"{status}"`' in text, f"state status {status!r} is not in the `state` section"
