@@ -520,6 +520,26 @@ EVENT_RULES: dict[str, tuple[Callable[[Cx], dict[str, Any]], dict[str, Cell]]] =
         {"chair": ("ok", NJ), "operator": ("ok", NJ)},
     ),
     "leave": (lambda cx: {}, {"chair": "ok", "operator": "ok", "admin": "ok", "secretary": "ok"}),
+    # Attendance: a site gives its own head count and answers roll calls; only the chair
+    # starts and ends one (here before the meeting is started: not_live, no_roll_call) and
+    # calls a site.
+    "head_count": (
+        lambda cx: {"count": 12},
+        {"chair": ("forbidden", NJ), "operator": ("ok", NJ)},
+    ),
+    "roll_call_start": (lambda cx: {}, {"chair": ("not_live", NJ), "operator": ("forbidden", NJ)}),
+    "roll_call_end": (
+        lambda cx: {},
+        {"chair": ("no_roll_call", NJ), "operator": ("forbidden", NJ)},
+    ),
+    "roll_call_answer": (
+        lambda cx: {"roll_call": "00000000-0000-0000-0000-000000000000", "count": 3},
+        {"chair": ("forbidden", NJ), "operator": ("roll_call_closed", NJ)},
+    ),
+    "call_site": (
+        lambda cx: {"unit": cx.side.helper},
+        {"chair": ("ok", NJ), "operator": ("forbidden", NJ)},
+    ),
 }
 
 

@@ -600,6 +600,7 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
     assert [s["kind"] for s in ack["layout"]] == ["video", "audio"] * 3
     assert "sites" not in ack["state"]
     assert "queue" not in ack["state"]
+    assert "roster" not in ack["state"]  # a site does not see the others
     assert ack["state"]["chair_present"] is True
     assert ack["state"]["you"] == {
         "unit": "CM-NC-HR",
