@@ -276,3 +276,42 @@ async def test_events_made_while_the_uplink_is_cut_and_the_district_restarted_ar
     await district.close()
     await province.close()
     await gate.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_district_with_a_wrong_clock_is_measured_and_its_times_corrected(
+    tree: Tree,
+) -> None:
+    district = tree.districts["CM-NC"]
+    # The district's clock runs 30 s behind the province's.
+    district.app[CTX].clock = lambda: time.time() - 30
+    link = district.app[PARENT_LINK]
+    await wait_for(
+        lambda: link.clock_offset_ms is not None and abs(link.clock_offset_ms - 30_000) < 500,
+        20,
+        "the offset to be measured from the heartbeats",
+    )
+    admin = await district.login("quantri")
+    status, body = await admin.call("GET", "/api/links")
+    assert status == 200
+    assert body["parent"]["clock_off"] is True
+    assert abs(body["parent"]["clock_offset_ms"] - 30_000) < 500
+
+    title = "Giờ của huyện sai"
+    chair_session = await tree.province.login("chutri")
+    meeting_id = await schedule(chair_session, title=title, invited_subtrees=["CM-NC"])
+    chair = await start_as_chair(tree.province, chair_session, meeting_id)
+    local = await local_meeting_id(district, "kt.cm-nc-hr", title)
+    joined = time.time()
+    site = await join_site(district, "kt.cm-nc-hr", local)
+
+    async def arrived() -> bool:
+        return any(r.unit_code == "CM-NC-HR" for r in await events_at(tree.province, meeting_id))
+
+    await wait_for_async(arrived, 20, "the join to reach the province")
+    row = next(r for r in await events_at(tree.province, meeting_id) if r.unit_code == "CM-NC-HR")
+    assert abs(row.at.timestamp() - (joined - 30)) < 1.0  # as the district's clock said
+    assert abs(row.offset_ms - 30_000) < 500
+    assert abs(row.at.timestamp() + row.offset_ms / 1000 - joined) < 1.0  # corrected
+    for p in (chair, site):
+        await p.close()

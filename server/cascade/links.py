@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from rooms.liveness import PacketWatch, connection_state
 from server import auth, meetings
+from server.attendance.store import OFFSET_FLAG_MS
 from server.cascade import nodes
 from server.cascade.parent_link import PARENT_LINK
 from server.models import Meeting, Role
@@ -80,7 +81,19 @@ async def api_links(request: web.Request) -> web.StreamResponse:
     app = request.app
     link = app.get(PARENT_LINK)
     parent = (
-        {"url": link.parent_url, "node": link.code, "state": link.state}
+        {
+            "url": link.parent_url,
+            "node": link.code,
+            "state": link.state,
+            # This node's clock against the parent's (attendance times are corrected by it;
+            # beyond 2 s the reports flag it: set the clock right).
+            "clock_offset_ms": link.clock_offset_ms,
+            "clock_off": link.clock_offset_ms is not None
+            and abs(link.clock_offset_ms) > OFFSET_FLAG_MS,
+            "rtt_ms": link.rtt_ms,
+            "attendance_sent": link.outbox.sent,
+            "attendance_waiting": await link.outbox.pending(),
+        }
         if link is not None
         else None
     )
