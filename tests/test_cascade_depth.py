@@ -33,6 +33,7 @@ from tests.live_helpers import (
     wait_for,
 )
 from tests.tcp_gate import TcpGate
+from tests.test_attendance_cascade import events_at
 
 HAMLET = "CM-NC-HR-A1"
 HAMLET_NAME = "Ấp Xóm Mới"
@@ -155,6 +156,15 @@ async def test_chain_of_four_nodes_carries_program_floor_hand_and_presence(
     await chair.wait_latest(lambda s: all(x["unit"] != HAMLET for x in s["sites"]), 30)
     assert HAMLET not in _units_at(province, meeting_id)[1]
     assert HAMLET not in _units_at(district, mid_id)[1]
+    # Its attendance went up three links, stored once at each level with the hamlet node's
+    # id; the chair's roster shows it lost (its socket closed without a leave).
+    state = await chair.wait_state(
+        lambda s: any(x["unit"] == HAMLET and x["state"] == "lost" for x in s["roster"]["sites"]),
+        30,
+    )
+    for level in (commune, district, province):
+        rows = [r for r in await events_at(level) if r.unit_code == HAMLET]
+        assert [(r.kind, r.origin_node) for r in rows] == [("join", HAMLET), ("drop", HAMLET)]
     for p in (chair, mid):
         await p.close()
     for n in nodes:
