@@ -128,3 +128,18 @@ async def test_roll_call_over_thirty_sites_on_two_district_nodes_tallies_each_di
     assert both["error"] == "bad_request"
     for s in (chair, *sites.values()):
         await s.close()
+
+
+@pytest.mark.timeout(60)
+async def test_two_roll_call_starts_at_once_open_one(node: Node) -> None:
+    chair_session = await node.login("chutri")
+    meeting_id = await schedule(chair_session, invited_subtrees=["CM-NC"])
+    chair = await signaling_site(node, "chutri", meeting_id)
+    assert (await chair.call("start"))["ok"]
+    answers = await asyncio.gather(*(chair.call("roll_call_start") for _ in range(4)))
+    assert sorted(a.get("error", "ok") for a in answers) == ["ok"] + ["roll_call_open"] * 3
+    ends = await asyncio.gather(*(chair.call("roll_call_end") for _ in range(3)))
+    assert sorted(a.get("error", "ok") for a in ends) == ["no_roll_call"] * 2 + ["ok"]
+    again = await chair.call("roll_call_start")
+    assert again["roll_call"]["number"] == 2
+    await chair.close()

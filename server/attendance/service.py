@@ -102,6 +102,8 @@ class Attendance:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._seeding: dict[int, asyncio.Task[None]] = {}
+        # One roll-call change at a time per meeting (two starts at once open one).
+        self._roll_locks: dict[int, asyncio.Lock] = {}
 
     @property
     def node(self) -> NodeContext:
@@ -205,9 +207,16 @@ class Attendance:
 
     # -- roll calls -----------------------------------------------------------------------------
 
-    async def start_roll_call(self, live: LiveMeeting) -> RollCall:
+    async def start_roll_call(self, live: LiveMeeting) -> RollCall | None:
         """Open a roll call (the chair's node): stored, then shown to every site, here and
-        below (the ``/node`` namespace passes it down)."""
+        below (the ``/node`` namespace passes it down). None when one is open already."""
+        lock = self._roll_locks.setdefault(live.meeting_id, asyncio.Lock())
+        async with lock:
+            if live.roll_call is not None and live.roll_call.open:
+                return None
+            return await self._open_roll_call(live)
+
+    async def _open_roll_call(self, live: LiveMeeting) -> RollCall:
         async with self.node.sessionmaker() as db, db.begin():
             count = (
                 await db.execute(
@@ -229,11 +238,15 @@ class Attendance:
         live.changed()
         return roll_call
 
-    async def end_roll_call(self, live: LiveMeeting) -> RollCall:
-        roll_call = live.roll_call
-        assert roll_call is not None
-        roll_call.ended_at = self.node.clock()
-        await self.remember_roll_call(live.meeting_id, roll_call)
+    async def end_roll_call(self, live: LiveMeeting) -> RollCall | None:
+        """Close the open roll call; None when none is open."""
+        lock = self._roll_locks.setdefault(live.meeting_id, asyncio.Lock())
+        async with lock:
+            roll_call = live.roll_call
+            if roll_call is None or not roll_call.open:
+                return None
+            roll_call.ended_at = self.node.clock()
+            await self.remember_roll_call(live.meeting_id, roll_call)
         live.changed()
         return roll_call
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rooms.meeting import CHAIR, SITE, RoomError
 from rooms.roster import HEAD_COUNT, ONLINE, ROLL_ANSWER
-from server.attendance.service import ATTENDANCE
+from server.attendance.service import ATTENDANCE, Attendance
 from server.sockets.protocol import CallSite, Empty, HeadCount, RollCallAnswer, fail, ok
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class AttendanceEvents:
         }
 
     @property
-    def attendance(self) -> Any:
+    def attendance(self) -> Attendance:
         return self.ns.app[ATTENDANCE]
 
     async def _head_count(self, sid: str, data: HeadCount) -> dict[str, Any]:
@@ -55,6 +55,8 @@ class AttendanceEvents:
         if live.roll_call is not None and live.roll_call.open:
             return fail("roll_call_open")
         roll_call = await self.attendance.start_roll_call(live)
+        if roll_call is None:  # another start won meanwhile
+            return fail("roll_call_open")
         return ok(roll_call=roll_call.public())
 
     async def _roll_call_end(self, sid: str, data: Empty) -> dict[str, Any]:
@@ -62,6 +64,8 @@ class AttendanceEvents:
         if live.roll_call is None or not live.roll_call.open:
             return fail("no_roll_call")
         roll_call = await self.attendance.end_roll_call(live)
+        if roll_call is None:  # another end won meanwhile
+            return fail("no_roll_call")
         return ok(roll_call=roll_call.public(), tally=live.roster.tally(roll_call.id))
 
     async def _roll_call_answer(self, sid: str, data: RollCallAnswer) -> dict[str, Any]:
