@@ -1,7 +1,8 @@
 // The chair's console: own camera, the floor holder, a wall of up to four watched sites,
 // the sites (by the node below they come through) with their buttons, the raise-hand queue,
-// start and end.
+// every invited site's attendance and the roll call (attendance.js), start and end.
 
+import { AttendancePanel } from "./attendance.js";
 import { LiveConnection, exposeForTests } from "./connection.js";
 import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
 import { busy, byId, h } from "./dom.js";
@@ -15,6 +16,7 @@ const WALL = 4;
 const root = byId("live");
 const meetingId = Number(root.dataset.meetingId);
 let connection = null;
+let attendance = null;
 const roster = new Roster();
 
 async function act(button, event, payload) {
@@ -26,17 +28,27 @@ async function act(button, event, payload) {
 /** What the chair can honestly say while its own node is out of reach: nobody is known to
  * be online. */
 function unknown(state) {
+  const roster = state.roster;
   return {
     ...state,
     sites: (state.sites || []).map((site) => ({ ...site, online: false })),
     nodes: (state.nodes || []).map((node) => ({ ...node, online: false })),
+    roster: roster && {
+      ...roster,
+      sites: roster.sites.map((site) => (site.state === "online" ? { ...site, state: "lost" } : site)),
+      levels: roster.levels.map((level) => ({ ...level, present: 0 })),
+      groups: roster.groups.map((group) => ({ ...group, present: 0 })),
+      present: 0,
+      head_count: 0,
+    },
   };
 }
 
 function showState(state) {
   const live = state.status === "live";
   const queue = state.queue || [];
-  const view = roster.update(isLost() ? unknown(state) : state);
+  if (isLost()) state = unknown(state);
+  const view = roster.update(state);
   status(live ? t("live") : t("waiting_chair"), live ? "good" : "");
   showUpperLevel(state);
   byId("btn-start").disabled = state.status !== "waiting";
@@ -70,6 +82,7 @@ function showState(state) {
   const offline = view.offline ? ` · ${t("sites_offline", { count: view.offline })}` : "";
   byId("sites-title").textContent = t("sites_title", { count: view.online }) + offline;
   byId("sites").replaceChildren(...siteList(view, state, act));
+  attendance.show(state);
 }
 
 function wireChairButtons() {
@@ -118,6 +131,7 @@ async function main() {
   wireSoundButton();
   wireLeaveButton(connection);
   wireChairButtons();
+  attendance = new AttendancePanel(act, () => connection.state);
 
   // For tests and troubleshooting in the browser console.
   exposeForTests(connection);

@@ -29,3 +29,10 @@ export async function busy(button, action) {
     if (button && button.isConnected) button.disabled = false;
   }
 }
+
+/** "09:05": a time of day on this computer's clock, from seconds or a Date. */
+export function hhmm(when) {
+  const date = when instanceof Date ? when : new Date(when * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}`;
+}

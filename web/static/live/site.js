@@ -1,16 +1,21 @@
 // A site's page (điểm cầu): the program large (the chair, and the site holding the floor),
-// this site's camera small, raise hand, microphone and camera.
+// this site's camera small, raise hand, microphone and camera, the head count and the
+// chair's roll calls.
 
 import { LiveConnection, exposeForTests } from "./connection.js";
 import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from "./controls.js";
 import { busy, byId } from "./dom.js";
+import { HeadCount } from "./headcount.js";
 import { errorText, t } from "./i18n.js";
 import { LocalMedia } from "./media.js";
+import { RollCallPrompt } from "./rollcall.js";
 import { commonUi, notice, overlay, showUpperLevel, status } from "./screen.js";
 
 const SITE_BITRATE = 500_000;
 const root = byId("live");
 const meetingId = Number(root.dataset.meetingId);
+let headCount = null;
+let rollCall = null;
 
 function showState(state) {
   const you = state.you || {};
@@ -44,6 +49,9 @@ function showState(state) {
   hand.textContent = you.hand_raised ? t("lower_hand") : t("raise_hand");
   hand.classList.toggle("is-raised", Boolean(you.hand_raised));
   hand.dataset.raised = you.hand_raised ? "1" : "0";
+
+  headCount.show(state);
+  rollCall.show(state);
 }
 
 async function main() {
@@ -54,6 +62,15 @@ async function main() {
   const local = await new LocalMedia().open();
   showSelf(local);
   let connection = null;
+  headCount = new HeadCount(() => connection, { onSaved: () => rollCall.show(connection.state) });
+  rollCall = new RollCallPrompt(() => connection, () => headCount.count);
+  const common = commonUi(() => connection);
+  // Whatever ends this page's part in the meeting takes the dialogs away with it.
+  const closing = (name) => (...args) => {
+    headCount.close();
+    byId("rc-prompt").hidden = true;
+    common[name](...args);
+  };
   connection = new LiveConnection({
     meetingId,
     local,
@@ -64,7 +81,15 @@ async function main() {
       "floor.video": byId("floor-video"),
       "floor.audio": byId("floor-audio"),
     },
-    ui: { ...commonUi(() => connection), joined() {}, state: showState },
+    ui: {
+      ...common,
+      ended: closing("ended"),
+      replaced: closing("replaced"),
+      sessionEnded: closing("sessionEnded"),
+      fatal: closing("fatal"),
+      joined() {},
+      state: showState,
+    },
   });
   wireDeviceButtons(connection, local);
   wireSoundButton();
