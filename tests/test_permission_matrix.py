@@ -198,6 +198,18 @@ def get(path: str) -> Callable[[Cx], Awaitable[Reply]]:
     return send
 
 
+def download(path: Callable[[Cx], str]) -> Callable[[Cx], Awaitable[Reply]]:
+    """A file (CSV, XLSX) or, refused, the error page: read as bytes."""
+
+    async def send(cx: Cx) -> Reply:
+        resp = await cx.session.client.get(path(cx), allow_redirects=False)
+        text = (await resp.read()).decode("utf-8", "replace")
+        found = re.search(r'data-error-code="([^"]*)"', text)
+        return Reply(resp.status, found.group(1) if found else "", resp.headers.get("Location", ""))
+
+    return send
+
+
 def tomorrow(days: int = 1) -> datetime:
     return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
 
@@ -456,6 +468,37 @@ RULES: dict[str, Rule] = {
         anonymous=NA,
     ),
     "GET /api/links": rule(links, staff=F, admin=("200 +", "200 -"), anonymous=NA),
+    # attendance reports: every role reads the rows in its scope (an operator: its own site)
+    "GET /meetings/{meeting_id}/attendance": rule(
+        lambda cx: listing(
+            "GET", f"/meetings/{cx.meeting}/attendance", lambda cx: f'data-unit="{cx.side.unit}"'
+        )(cx),
+        staff=("200 +", MNF),
+        anonymous=LOGIN,
+    ),
+    "GET /meetings/{meeting_id}/attendance.csv": rule(
+        download(lambda cx: f"/meetings/{cx.meeting}/attendance.csv"),
+        staff=("200", MNF),
+        anonymous=LOGIN,
+    ),
+    "GET /meetings/{meeting_id}/attendance.xlsx": rule(
+        download(lambda cx: f"/meetings/{cx.meeting}/attendance.xlsx"),
+        staff=("200", MNF),
+        anonymous=LOGIN,
+    ),
+    "GET /api/meetings/{meeting_id}/attendance": rule(
+        lambda cx: api(cx, "GET", f"/api/meetings/{cx.meeting}/attendance"),
+        staff=("200", MNF),
+        anonymous=NA,
+    ),
+    "GET /reports/attendance": rule(get("/reports/attendance"), staff="200", anonymous=LOGIN),
+    "GET /reports/attendance.csv": rule(
+        download(lambda cx: "/reports/attendance.csv"), staff="200", anonymous=LOGIN
+    ),
+    "GET /reports/attendance.xlsx": rule(
+        download(lambda cx: "/reports/attendance.xlsx"), staff="200", anonymous=LOGIN
+    ),
+    "GET /api/reports/attendance": rule(get("/api/reports/attendance"), staff="200", anonymous=NA),
     # files and the socket.io transport: public (the socket authenticates on its namespace)
     "GET /static/{tail}": rule(get("/static/app.css"), everyone="200"),
     "GET /vendor/socket.io/{tail}": rule(

@@ -302,6 +302,8 @@ SAMPLES: list[tuple[str, str, str, Any]] = [
     ("chutri", "POST", "/api/meetings", "MEETING"),
     ("chutri", "GET", "/api/meetings", None),
     ("chutri", "GET", "/api/meetings/{meeting}", None),
+    ("chutri", "GET", "/api/meetings/{meeting}/attendance", None),
+    ("chutri", "GET", "/api/reports/attendance", None),
     ("chutri", "PATCH", "/api/meetings/{meeting}", {"title": "Họp đã đổi tên"}),
     ("chutri", "POST", "/api/meetings/{meeting}/cancel", None),
     ("quantri", "GET", "/api/units", None),

@@ -13,6 +13,7 @@ from server import auth, login_limit, meetings
 from server.atomic import atomic
 from server.cascade.doors import served_elsewhere
 from server.errors import AppError, field_errors, path_id
+from server.http import reports
 from server.http.live_pages import live_role
 from server.http.redirects import safe_next
 from server.http.rendering import render
@@ -258,6 +259,16 @@ async def meeting_detail(request: web.Request) -> web.StreamResponse:
         MeetingStatus.SCHEDULED,
         MeetingStatus.LIVE,
     )
+    # Once it started: who attended, for the sites whose report rows the user may read
+    # (an operator: its own), and the real start and end.
+    attended: dict[str, int] | None = None
+    real: dict[str, str] = {}
+    if meeting.started_at is not None:
+        report = await reports.load_report(request, user, meeting)
+        attended = {row.unit: row.minutes for row in report.rows if row.invited}
+        real["start"] = local_time(request, meeting.started_at)
+        if report.span.end is not None:
+            real["end"] = local_time(request, report.span.end)
     return render(
         request,
         "meeting_detail.html",
@@ -269,6 +280,8 @@ async def meeting_detail(request: web.Request) -> web.StreamResponse:
         site_count=len(sites),
         can_manage=meetings.may_manage(user, node.units, meeting)
         and meeting.status is MeetingStatus.SCHEDULED,
+        attended=attended,
+        real=real,
     )
 
 
