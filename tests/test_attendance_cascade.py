@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from server.attendance.report import minutes_of
 from server.attendance.service import ATTENDANCE
 from server.cascade.parent_link import PARENT_LINK
 from server.models import AttendanceEvent
@@ -165,6 +167,70 @@ async def test_site_events_on_district_nodes_reach_the_province_once_with_their_
         assert sorted(here) == sorted(r.origin_seq for r in theirs)
         assert unbroken(here)
     assert province.app[ATTENDANCE].store.code == "root"
+
+    # The province's report: every row as the sites did it.
+    secretary = await province.login("thuky")
+    status, report = await secretary.call("GET", f"/api/meetings/{meeting_id}/attendance")
+    assert status == 200, report
+    span = (
+        datetime.fromisoformat(report["meeting"]["started_at"]).timestamp(),
+        datetime.fromisoformat(report["meeting"]["ended_at"]).timestamp(),
+    )
+    rows_by_unit = {r["unit"]: r for r in report["sites"]}
+    assert len(rows_by_unit) == expected
+    drop_at = next(
+        r.at.timestamp() + r.offset_ms / 1000
+        for r in await events_at(province, meeting_id)
+        if r.kind == "drop"
+    )
+    plans = {
+        # unit: (presence intervals as the test did them, drops, peak, last, answers, node)
+        "CM-NC-HR": (
+            [(did["kt.cm-nc-hr"][0][1], drop_at), (did["kt.cm-nc-hr"][3][1], span[1])],
+            1,
+            27,
+            27,
+            [27],
+            "CM-NC",
+        ),
+        "CM-NC-TT": (
+            [(did["kt.cm-nc-tt"][0][1], did["kt.cm-nc-tt"][-1][1])],
+            0,
+            12,
+            12,
+            [None],
+            "CM-NC",
+        ),
+        "CM-NH-DMU": ([(did["kt.cm-nh-dmu"][0][1], span[1])], 0, 30, 29, [29], "CM-NH"),
+    }
+    for unit, (spans, drops, peak, last, answers, via) in plans.items():
+        row = rows_by_unit[unit]
+        first = datetime.fromisoformat(row["first_join"]).timestamp()
+        assert abs(first - spans[0][0]) < 1.0, unit
+        if unit == "CM-NC-TT":
+            leave = datetime.fromisoformat(row["last_leave"]).timestamp()
+            assert abs(leave - spans[-1][1]) < 1.0, unit
+        seconds = sum(end - start for start, end in spans)
+        assert abs(row["seconds"] - seconds) <= 2, (unit, row["seconds"], seconds)
+        assert row["minutes"] == minutes_of(row["seconds"])
+        assert (row["drops"], row["head_count_peak"], row["head_count_last"]) == (
+            drops,
+            peak,
+            last,
+        ), unit
+        assert row["roll_answers"] == answers, unit
+        assert row["node"] == via, unit
+    for unit, row in rows_by_unit.items():
+        if unit not in plans:  # invited, never came
+            assert (row["first_join"], row["seconds"], row["drops"], row["node"]) == (
+                None,
+                0,
+                0,
+                None,
+            ), unit
+            assert row["roll_answers"] == [None]
+    assert report["roll_calls"] == [{"id": roll_id, "number": 1}]
+    assert report["clock_notes"] == []
     for s in (chair, *sites.values()):
         await s.close()
 
