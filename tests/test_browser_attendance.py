@@ -5,7 +5,8 @@ A commune site joins and enters its head count in the dialog its page opens; the
 console lists every invited site, this one online with its count and the others not joined
 yet; the chair starts a roll call, the site sees the prompt and answers "Có mặt", the
 chair's tally shows one answer with its head count, and the chair closes the roll call in
-the console's own dialog. Screenshots go to test-output/attendance-*.png.
+the console's own dialog. After the meeting the province's secretary opens its attendance
+report and downloads the XLSX. Screenshots go to test-output/attendance-*.png.
 """
 
 from __future__ import annotations
@@ -15,25 +16,46 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import openpyxl
 import pytest
+from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
+from sqlalchemy import select
 
+from server.demo.tree import DEMO_PASSWORD
+from server.models import AttendanceEvent
+from server.state import CTX
 from tests.conftest import make_settings, serve_node
-from tests.test_browser_live import CHROMIUM_ARGS, OUT, WAIT_MS, open_live, schedule_meeting, until
+from tests.test_browser_live import (
+    CHROMIUM_ARGS,
+    OUT,
+    WAIT_MS,
+    open_live,
+    record,
+    schedule_meeting,
+    until,
+)
 
 TITLE = "Hội nghị giao ban có điểm danh"
 HR = '#roster li[data-unit="CM-NC-HR"]'
 
 
 @pytest.fixture
-async def base_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A migrated, demo-seeded node serving on 127.0.0.1 at a free port."""
+async def served(tmp_path: Path) -> AsyncIterator[tuple[web.Application, str]]:
+    """A migrated, demo-seeded node serving on 127.0.0.1 at a free port, and its address."""
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'attendance.sqlite3'}")
-    _app, runner, url = await serve_node(settings)
+    app, runner, url = await serve_node(settings)
     try:
-        yield url
+        yield app, url
     finally:
         await runner.cleanup()
+
+
+async def kinds_of(app: web.Application, unit: str) -> list[str]:
+    """The attendance events the node stored for ``unit``, in order."""
+    async with app[CTX].sessionmaker() as db:
+        query = select(AttendanceEvent.kind).where(AttendanceEvent.unit_code == unit)
+        return list((await db.execute(query.order_by(AttendanceEvent.id))).scalars())
 
 
 async def text(page: Page, selector: str) -> str:
@@ -53,7 +75,10 @@ async def stat(chair: Page, key: str) -> str:
 
 
 @pytest.mark.timeout(180)
-async def test_head_count_roll_call_and_tally_in_chromium(chromium: str, base_url: str) -> None:
+async def test_head_count_roll_call_and_tally_in_chromium(
+    chromium: str, served: tuple[web.Application, str]
+) -> None:
+    app, base_url = served
     mid = await schedule_meeting(base_url, title=TITLE)  # Huyện Năm Căn and its 8 communes
     log: list[str] = []
     async with async_playwright() as pw:
@@ -61,13 +86,15 @@ async def test_head_count_roll_call_and_tally_in_chromium(chromium: str, base_ur
             executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            await run_attendance(browser, base_url, mid, log)
+            await run_attendance(browser, app, base_url, mid, log)
         finally:
             (OUT / "attendance-console.log").write_text("\n".join(log), encoding="utf-8")
             await browser.close()
 
 
-async def run_attendance(browser: Browser, base: str, mid: int, log: list[str]) -> None:
+async def run_attendance(
+    browser: Browser, app: web.Application, base: str, mid: int, log: list[str]
+) -> None:
     chair = await open_live(browser, base, "chutri", mid, log)
     hr = await open_live(browser, base, "kt.cm-nc-hr", mid, log)
 
@@ -187,7 +214,48 @@ async def run_attendance(browser: Browser, base: str, mid: int, log: list[str]) 
     await visible(chair, f'{HR}[data-state="left"]')
     assert await text(chair, f"{HR} .roster-pill") == "Đã rời"
     assert await text(chair, "#roster-present") == "Có mặt: 0/9 điểm cầu"
+    # What the node stored: one head count (the dialog), the answer, and a leave with no
+    # drop before it (the page says it leaves before its media link closes).
+    assert await kinds_of(app, "CM-NC-HR") == ["join", "head_count", "roll_answer", "leave"]
+
+    # The chair ends the meeting; the province's secretary opens its attendance report and
+    # downloads the spreadsheet, which carries this site's head count.
+    chair.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await chair.click("#btn-end")
+    await visible(chair, "#overlay")
+    await secretary_downloads_report(browser, base, mid, log)
 
     await asyncio.sleep(0.5)
     problems = [line for line in log if "pageerror" in line or "Security Policy" in line]
     assert problems == []
+
+
+async def secretary_downloads_report(browser: Browser, base: str, mid: int, log: list[str]) -> None:
+    context = await browser.new_context(
+        viewport={"width": 1366, "height": 800}, accept_downloads=True
+    )
+    page = await context.new_page()
+    record(page, "thuky", log)
+    await page.goto(f"{base}/login?next=/meetings/{mid}/attendance")
+    await page.fill('input[name="username"]', "thuky")
+    await page.fill('input[name="password"]', DEMO_PASSWORD)
+    await page.click('button[type="submit"]')
+    await page.wait_for_url(f"**/meetings/{mid}/attendance")
+    assert TITLE in await text(page, "h1")
+    assert "Xã Hàm Rồng" in await text(page, "main")
+    await page.screenshot(path=str(OUT / "attendance-report.png"), full_page=True)
+    async with page.expect_download() as info:
+        await page.click("#download-xlsx")
+    download = await info.value
+    assert download.suggested_filename.endswith(".xlsx")
+    path = OUT / "attendance-report.xlsx"
+    await download.save_as(path)
+    book = openpyxl.load_workbook(path)
+    rows = [
+        [cell for cell in row if cell is not None]
+        for sheet in book.worksheets
+        for row in sheet.iter_rows(values_only=True)
+    ]
+    hr = [row for row in rows if "Xã Hàm Rồng" in row]
+    assert hr, "Xã Hàm Rồng has a row in the spreadsheet"
+    assert any(25 in row for row in hr), hr

@@ -243,8 +243,13 @@ export class LiveConnection {
   }
 
   async leave() {
-    this.stop();
+    // Say so before the media link closes: a link that closes first is, at the node, a
+    // drop (an attendance event) just before the leave.
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.generation += 1;
     await this.sig.request("leave", {}, 3000);
+    this.stop();
   }
 
   closeLink() {
