@@ -169,7 +169,7 @@ function rosterGroups(roster, floor, act) {
         h("strong", { class: "roster-group-name" }, group.name),
         h(
           "span",
-          { class: `count-pill${group.present === group.expected ? " is-full" : ""}`, title: t("present_of", group) },
+          { class: `count-pill${group.present === group.expected ? " is-full" : ""}`, title: t("present_of", { present: group.present, expected: group.expected }) },
           `${group.present}/${group.expected}`,
         ),
         h("span", { class: "roster-group-heads" }, t("people", { count: heads })),
