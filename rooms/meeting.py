@@ -521,6 +521,7 @@ class LiveMeeting:
             state["roll_call"] = {
                 **roll_call.public(),
                 "answered": record is not None and roll_call.id in record.answers,
+                "answered_at": record.answered_at.get(roll_call.id) if record else None,
             }
         else:
             state["roll_call"] = None

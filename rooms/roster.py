@@ -65,6 +65,7 @@ class SiteRecord:
     head_count_at: float = 0.0
     node: str = ""  # the node it joined through
     answers: dict[str, int] = field(default_factory=dict)  # roll call id -> head count
+    answered_at: dict[str, float] = field(default_factory=dict)  # roll call id -> when
 
 
 class Roster:
@@ -102,8 +103,10 @@ class Roster:
                 record.node = event.origin
         if event.head_count is not None and event.at >= record.head_count_at:
             record.head_count, record.head_count_at = event.head_count, event.at
-        if event.kind == ROLL_ANSWER and event.roll_call:
-            record.answers[event.roll_call] = event.head_count or 0
+        call = event.roll_call
+        if event.kind == ROLL_ANSWER and call and event.at >= record.answered_at.get(call, 0.0):
+            record.answers[call] = event.head_count or 0
+            record.answered_at[call] = event.at
         return True
 
     # -- reading -----------------------------------------------------------------------------

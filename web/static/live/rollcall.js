@@ -40,7 +40,8 @@ export class RollCallPrompt {
       this.edited = false;
       this.error("");
     }
-    const at = this.answeredAt.get(call.id);
+    // The node's time of the answer (kept across a reload), else when this page sent it.
+    const at = call.answered_at ? new Date(call.answered_at * 1000) : this.answeredAt.get(call.id);
     const answered = Boolean(call.answered || at);
     document.body.dataset.rollCall = answered ? "answered" : "open";
     prompt.classList.toggle("rc-answered", answered);
