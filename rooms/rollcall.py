@@ -25,13 +25,8 @@ class RollCall:
         return self.ended_at is None
 
     def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "number": self.number,
-            "open": self.open,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-        }
+        """As participants see it (``state``)."""
+        return {**self.public_order(), "open": self.open}
 
     def public_order(self) -> dict[str, Any]:
         """What a relay is told of it (the ``roll_call`` node event)."""

@@ -123,16 +123,31 @@ def rate(part: float, whole: float) -> float | None:
 
 
 @dataclass
-class Subtotal:
-    """Counts over the invited sites of a group, a level or the whole report."""
+class _Totals:
+    """What every subtotal adds up: the rows' minutes and seconds, against the most that
+    could have been (invited × the meetings' lengths)."""
 
     key: str
     name: str
-    invited: int = 0
-    present: int = 0
     minutes: int = 0  # the rows' minutes added up (what the printed column sums to)
     seconds: float = 0.0
-    possible_seconds: float = 0.0  # invited sites × the meeting's length
+    possible_seconds: float = 0.0
+
+    @property
+    def possible_minutes(self) -> int:
+        return minutes_of(self.possible_seconds)
+
+    @property
+    def time_rate(self) -> float | None:
+        return rate(self.seconds, self.possible_seconds)
+
+
+@dataclass
+class Subtotal(_Totals):
+    """Counts over the invited sites of a group, a level or the whole report."""
+
+    invited: int = 0
+    present: int = 0
     head_count: int = 0  # the last head count of the sites present, added up
 
     def add(self, row: SiteRow, meeting_seconds: float) -> None:
@@ -145,16 +160,8 @@ class Subtotal:
             self.head_count += row.head_count_last
 
     @property
-    def possible_minutes(self) -> int:
-        return minutes_of(self.possible_seconds)
-
-    @property
     def site_rate(self) -> float | None:
         return rate(self.present, self.invited)
-
-    @property
-    def time_rate(self) -> float | None:
-        return rate(self.seconds, self.possible_seconds)
 
 
 @dataclass
@@ -489,15 +496,12 @@ class UnitRow:
 
 
 @dataclass
-class UnitSubtotal:
-    key: str
-    name: str
+class UnitSubtotal(_Totals):
+    """Counts over the units of a level (or all) across the meetings of a range."""
+
     units: int = 0
     invited: int = 0
     attended: int = 0
-    minutes: int = 0
-    seconds: float = 0.0
-    possible_seconds: float = 0.0
 
     def add(self, row: UnitRow) -> None:
         self.units += 1
@@ -508,16 +512,12 @@ class UnitSubtotal:
         self.possible_seconds += row.possible_seconds
 
     @property
-    def possible_minutes(self) -> int:
-        return minutes_of(self.possible_seconds)
-
-    @property
     def attend_rate(self) -> float | None:
         return rate(self.attended, self.invited)
 
     @property
     def rate(self) -> float | None:
-        return rate(self.seconds, self.possible_seconds)
+        return self.time_rate
 
 
 @dataclass
