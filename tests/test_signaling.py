@@ -288,6 +288,11 @@ async def test_events_before_join_are_not_joined(node: Node, connect: Connect) -
         "mute": {"unit": "CM-NC-HR", "muted": True},
         "watch": {"unit": "CM-NC-HR", "watch": True},
         "devices": {"mic_on": True, "camera_on": False},
+        "head_count": {"count": 3},
+        "roll_call_start": {},
+        "roll_call_end": {},
+        "roll_call_answer": {"roll_call": "x", "count": 3},
+        "call_site": {"step": "next"},
     }
     assert set(payloads) == set(EVENTS) - {"join", "leave"}
     for event, payload in payloads.items():
@@ -435,6 +440,20 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("devices", {"camera_on": False}, "mic_on"),
     ("devices", {"mic_on": "on", "camera_on": False}, "mic_on"),
     ("devices", {"mic_on": True, "camera_on": False, "speaker_on": True}, "speaker_on"),
+    ("head_count", {}, "count"),
+    ("head_count", {"count": -1}, "count"),
+    ("head_count", {"count": 100_001}, "count"),
+    ("head_count", {"count": "12"}, "count"),
+    ("head_count", {"count": 3, "names": [{"name": "An\u0000"}]}, "names.0.name"),
+    ("head_count", {"count": 3, "names": [{"position": "Chủ tịch"}]}, "names.0.name"),
+    ("head_count", {"count": 3, "names": [{"name": "An"}] * 501}, "names"),
+    ("roll_call_start", {"id": "x"}, "id"),
+    ("roll_call_end", {"now": True}, "now"),
+    ("roll_call_answer", {"count": 3}, "roll_call"),
+    ("roll_call_answer", {"roll_call": "x", "count": True}, "count"),
+    ("roll_call_answer", {"roll_call": "x" * 37, "count": 3}, "roll_call"),
+    ("call_site", {"step": "sideways"}, "step"),
+    ("call_site", {"unit": ""}, "unit"),
 ]
 
 
@@ -775,8 +794,9 @@ async def test_a_change_made_while_a_state_is_being_sent_is_not_lost(
     live = node.app[REGISTRY].get(mid)
     assert live is not None
     site = live.sites["CM-NC-HR"]
-    live.raise_hand(site, True)  # schedules a broadcast
-    for _ in range(1000):
+    live.raise_hand(site, True)  # schedules a broadcast (within PUSH_EVERY of the last)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
         await asyncio.sleep(0)
         flush = namespace._flush
         if not namespace._dirty and flush is not None and not flush.done():

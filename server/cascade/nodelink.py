@@ -20,6 +20,7 @@ import socketio
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from rooms.meeting import RELAY, LiveMeeting, Participant, RoomError
 from rooms.peer import WALL_SLOTS, MediaError
@@ -228,6 +229,9 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return fail(exc.code, exc.message)
         except (RoomError, MediaError) as exc:
             return fail(exc.code, exc.message)
+        except (TimeoutError, SQLAlchemyTimeout):  # the database's connections are all busy
+            log.warning("node event %s: the database is busy", event)
+            return fail("node_busy")
         except Exception:
             log.exception("node event %s failed", event)
             return fail("internal_error")
@@ -286,9 +290,17 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return ok(stored=len(new), duplicates=duplicates, rejected=rejected)
 
     async def _watch(self) -> None:
+        woke = time.monotonic()
         while self._beats:
             await asyncio.sleep(WATCH_EVERY)
             now = time.monotonic()
+            # A loop that ran late (this node busy) heard nobody meanwhile: its lateness is
+            # not the children's silence, so it is added to every child's last beat.
+            late = now - woke - WATCH_EVERY
+            woke = now
+            if late > WATCH_EVERY:
+                for sid in self._beats:
+                    self._beats[sid] += late
             for sid, last in list(self._beats.items()):
                 if now - last > SILENCE and sid not in self._silent:
                     self._silent.add(sid)

@@ -132,6 +132,7 @@ ERROR_CODES = {
     "no_roll_call": "No roll call is open.",
     "roll_call_closed": "That roll call is closed (or another one is open).",
     "no_site_to_call": "No connected site to call in that direction.",
+    "node_busy": "The node is too busy to answer now; try again in a moment.",
     "internal_error": "The node failed; it has been logged.",
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 from socketio import packet
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from rooms.meeting import CHAIR, SITE, LiveMeeting, Participant, RoomError
 from rooms.peer import MediaError
@@ -57,6 +58,11 @@ MAX_MESSAGE = 128 * 1024
 PING_INTERVAL = 1
 PING_TIMEOUT = 2
 CLOSE_TIMEOUT = 2.0  # at shutdown, for every socket to be closed
+# A meeting's participants get at most one ``state`` per PUSH_EVERY s (changes in between are
+# coalesced), and none that equals the last one they got: a burst of attendance events
+# from hundreds of sites must not become hundreds of pushes of the chair's whole roster to
+# every site (bench/attendance.py). The pages show a change within this.
+PUSH_EVERY = 0.2
 REGISTRY = web.AppKey("hoinghi_registry", Registry)
 SIO = web.AppKey("hoinghi_sio", socketio.AsyncServer)
 
@@ -103,6 +109,8 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.observers: list[Callable[[LiveMeeting], None]] = []
         self._dirty: set[int] = set()
         self._flush: asyncio.Task[None] | None = None
+        self._pushed_at: dict[int, float] = {}  # meeting id -> loop time of its last push
+        self._last_state: dict[str, dict[str, Any]] = {}  # sid -> the state it was sent
         self._tasks: set[asyncio.Task[Any]] = set()
         # Sockets between their connect and the start of their disconnect: a handler that
         # awaited meanwhile checks here that its socket is still there (a join racing a close).
@@ -152,6 +160,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._connected.discard(sid)
+        self._last_state.pop(sid, None)
         self.guard.forget(sid)
         session = await self.get_session(sid)
         await self._depart(sid, session, DROP, "socket")
@@ -180,6 +189,9 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return fail(
                 exc.code if exc.code in ("meeting_not_found",) else "forbidden", exc.message
             )
+        except (TimeoutError, SQLAlchemyTimeout):  # the database's connections are all busy
+            log.warning("event %s: the database is busy", event, extra={"peer": sid})
+            return fail("node_busy")
         except Exception:
             if sid not in self._connected:  # its socket closed meanwhile: nobody to answer
                 log.info("event %s of a closed socket dropped", event, extra={"peer": sid})
@@ -231,17 +243,33 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _broadcast(self) -> None:
         # Loop: a change made while the sends below are awaited finds this task not done
         # and schedules nothing, so it must be picked up here.
+        loop = asyncio.get_running_loop()
         while self._dirty:
             await asyncio.sleep(0)
-            dirty, self._dirty = self._dirty, set()
+            now = loop.time()
+            last = self._pushed_at
+            due = {m for m in self._dirty if now - last.get(m, -PUSH_EVERY) >= PUSH_EVERY}
+            if not due:  # every changed meeting was pushed just now: wait for the first
+                await asyncio.sleep(
+                    min(PUSH_EVERY - (now - self._pushed_at[m]) for m in self._dirty)
+                )
+                continue
+            self._dirty -= due
             sends = []
-            for meeting_id in dirty:
+            for meeting_id in due:
+                self._pushed_at[meeting_id] = now
                 live = self.registry.get(meeting_id)
                 if live is None:
+                    self._pushed_at.pop(meeting_id, None)
                     continue
                 for p in (live.chair, *live.sites.values()):
-                    if p is not None:
-                        sends.append(self.emit("state", live.state_for(p), to=p.sid))
+                    if p is None:
+                        continue
+                    state = live.state_for(p)
+                    if self._last_state.get(p.sid) == state:
+                        continue
+                    self._last_state[p.sid] = state
+                    sends.append(self.emit("state", state, to=p.sid))
             # Concurrently, so one slow socket stalls nobody.
             await asyncio.gather(*sends, return_exceptions=True)
 
