@@ -369,6 +369,8 @@ class Attendance:
         for task in tuple(self._tasks):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.drain(), 2.0)
         await self._mark_alive()
 
 

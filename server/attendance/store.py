@@ -9,6 +9,7 @@ parent) hear of each stored event after its commit, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -140,6 +141,9 @@ class AttendanceStore:
         self.listeners: list[Callable[[Sequence[Stored]], None]] = []
         # Meeting id -> whether its events go up to a parent (a mirrored meeting on a child).
         self._upward: dict[int, bool] = {}
+        # Events handed to ``record`` and not yet written, with who waits for each.
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[Stored]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.node.clock(), UTC)
@@ -152,19 +156,21 @@ class AttendanceStore:
             self._upward[meeting_id] = bool(origin) and self.node.settings.is_child
         return self._upward[meeting_id]
 
-    async def _next_seq(self, db: AsyncSession) -> int:
-        """The next number of this node's sequence: an upsert that locks the counter row, in
-        the event's own transaction, so numbers are never given twice nor skipped."""
+    async def _take_seqs(self, db: AsyncSession, count: int) -> range:
+        """The next ``count`` numbers of this node's sequence: an upsert that locks the
+        counter row, in the events' own transaction, so numbers are never given twice nor
+        skipped."""
         insert = _insert(db)
         statement = (
             insert(NodeMark)
-            .values(name=SEQUENCE, value=1, at=self.now())
+            .values(name=SEQUENCE, value=count, at=self.now())
             .on_conflict_do_update(
-                index_elements=[NodeMark.name], set_={"value": NodeMark.value + 1}
+                index_elements=[NodeMark.name], set_={"value": NodeMark.value + count}
             )
             .returning(NodeMark.value)
         )
-        return int((await db.execute(statement)).scalar_one())
+        last = int((await db.execute(statement)).scalar_one())
+        return range(last - count + 1, last + 1)
 
     async def record(
         self,
@@ -179,40 +185,78 @@ class AttendanceStore:
         roll_call: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> Stored:
-        """Store one event seen on this node; returns it once committed."""
+        """Store one event seen on this node; returns it once committed.
+
+        Events are written by one writer per process, as many as are waiting in each
+        transaction: under a burst (hundreds of sites joining at once) that is a few
+        transactions instead of hundreds competing for the database's connections. An
+        event whose caller stops waiting (its socket closed) is stored all the same.
+        """
         assert kind in KINDS, kind
-        when = at or self.now()
-        text = json.dumps(detail, ensure_ascii=False) if detail else ""
+        row = {
+            "meeting_id": meeting_id,
+            "unit_code": unit_code,
+            "kind": kind,
+            "at": at or self.now(),
+            "reason": reason,
+            "node": node,
+            "head_count": head_count,
+            "roll_call": roll_call,
+            "detail": json.dumps(detail, ensure_ascii=False) if detail else "",
+        }
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return await asyncio.shield(done)
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                events = await self._commit([row for row, _ in batch])
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, done), event in zip(batch, events, strict=True):
+                if not done.done():
+                    done.set_result(event)
+            self._tell(events)
+
+    async def _commit(self, rows: list[dict[str, Any]]) -> list[Stored]:
         for attempt in range(RETRIES):
             try:
                 async with self.node.sessionmaker() as db, db.begin():
-                    seq = await self._next_seq(db)
-                    row = AttendanceEvent(
-                        origin_node=self.code,
-                        origin_seq=seq,
-                        meeting_id=meeting_id,
-                        unit_code=unit_code,
-                        kind=kind,
-                        at=when,
-                        offset_ms=0,
-                        reason=reason,
-                        node=node,
-                        head_count=head_count,
-                        roll_call=roll_call,
-                        detail=text,
-                        up_pending=await self._goes_up(db, meeting_id),
-                        stored_at=self.now(),
-                    )
-                    db.add(row)
+                    seqs = await self._take_seqs(db, len(rows))
+                    objects = [
+                        AttendanceEvent(
+                            origin_node=self.code,
+                            origin_seq=seq,
+                            offset_ms=0,
+                            up_pending=await self._goes_up(db, row["meeting_id"]),
+                            stored_at=self.now(),
+                            **row,
+                        )
+                        for seq, row in zip(seqs, rows, strict=True)
+                    ]
+                    db.add_all(objects)
                     await db.flush()
-                    event = stored(row)
-                break
+                    return [stored(o) for o in objects]
             except DBAPIError as exc:
                 if not is_contention(exc) or attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
-        self._tell([event])
-        return event
+        raise AssertionError("unreachable")
+
+    async def drain(self) -> None:
+        """Wait until every event handed to ``record`` is written (at a stop)."""
+        while self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
 
     async def store_from_below(
         self, events: Sequence[EventIn], link_offset_ms: int
