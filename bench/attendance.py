@@ -23,11 +23,12 @@ everyone else through the same HTTP login and ``/meeting`` socket as the browser
   connection, so nothing else is recorded for it. An acknowledgement means the event is
   committed on that node; a district's then go up in batches from its outbox. An action
   refused or unanswered (30 s) ends that site's burst and is counted in ``failures``.
-* **Sites' sockets** (``Wire``) speak Engine.IO 4 / Socket.IO 5 frames themselves: each node
-  pushes its full ``state`` to every participant after every change (about 570 pushes per
-  site in a burst), and python-socketio's client decoding them all for 300 sites took most
-  of a core here, delayed pongs past the nodes' 3 s ping limit and had sockets dropped for
-  the bench's own slowness. A push is counted, not decoded; only acknowledgements are.
+* **Sites' sockets** (``Wire``) speak Engine.IO 4 / Socket.IO 5 frames themselves: when the
+  bench was written each node pushed its full ``state`` to every participant after every
+  change (about 600 pushes per site in a burst; 3 since pushes are coalesced, see
+  docs/performance.md), and python-socketio's client decoding them all for 300 sites took
+  most of a core here, delayed pongs past the nodes' 3 s ping limit and had sockets dropped
+  for the bench's own slowness. A push is counted, not decoded; only acknowledgements are.
 * **Counting.** Each node's SQLite file is read directly, read-only (``mode=ro``): the site
   events each node recorded under its own code (its origin), and the root's rows of the
   meeting, polled until every district event is there and no district has any pending. The
