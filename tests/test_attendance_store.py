@@ -8,12 +8,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import socketio
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from server import meetings
 from server.attendance.service import ALIVE, ATTENDANCE
 from server.attendance.store import EventIn
+from server.cascade.nodes import issue_credential
 from server.models import AttendanceEvent, MeetingStatus, NodeMark
 from server.state import CTX
 from tests.conftest import Node
@@ -139,3 +141,64 @@ async def test_a_restart_drops_the_sites_present_at_the_last_second_alive(
     # A second start finds nobody present any more: nothing more is dropped.
     await attendance.recover()
     assert [r.kind for r in await rows(any_node)].count("drop") == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "detail", "node"),
+    [
+        ("node_down", "", "CM-NC"),  # no units: would cut every site off
+        ("node_down", '{"units": []}', "CM-NC"),
+        ("node_up", '{"units": ["bad code!"]}', "CM-NC"),
+        ("node_down", '{"units": ["CM-NC"]}', ""),  # no node
+        ("join", "[1, 2]", ""),  # detail not an object
+        ("head_count", "not json", ""),
+    ],
+)
+def test_an_event_from_below_with_a_bad_detail_is_refused(
+    kind: str, detail: str, node: str
+) -> None:
+    with pytest.raises(ValidationError):
+        below(1, 1, kind=kind, detail=detail, node=node)
+
+
+@pytest.mark.timeout(60)
+async def test_a_child_cannot_store_events_for_units_outside_its_own(node: Node) -> None:
+    """A child registered for CM-NC may send events of sites and nodes under CM-NC only: a
+    node_down naming CM-NH (or a site there) would cut the sites of another district off
+    the province's record."""
+    meeting_id = await schedule(await node.login("chutri"), invited_subtrees=["CM-NC", "CM-NH"])
+    credential = await issue_credential(node.app[CTX], "CM-NC", ["CM-NC"], "")
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(
+        f"http://127.0.0.1:{node.client.server.port}",
+        namespaces=["/node"],
+        auth={"credential": credential},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    try:
+        hello = await sio.call("hello", {"units": ["CM-NC"]}, namespace="/node", timeout=10)
+        assert hello["ok"], hello
+        events = [
+            below(1, meeting_id, kind="node_down", node="CM-NC-HR", detail='{"units": ["CM-NH"]}'),
+            below(2, meeting_id, unit_code="CM-NH-RG"),
+            below(
+                3, meeting_id, kind="node_down", node="CM-NC-HR", detail='{"units": ["CM-NC-HR"]}'
+            ),
+            below(4, meeting_id),
+        ]
+        ack = await sio.call(
+            "attendance",
+            {"events": [e.model_dump() for e in events], "offset_ms": 0},
+            namespace="/node",
+            timeout=10,
+        )
+    finally:
+        await sio.disconnect()
+    assert ack["ok"], ack
+    assert (ack["stored"], ack["duplicates"]) == (2, 0)
+    assert ack["rejected"] == [
+        {"index": 0, "error": "unit_out_of_scope"},
+        {"index": 1, "error": "unit_out_of_scope"},
+    ]
+    assert sorted(r.origin_seq for r in await rows(node) if r.origin_node == "CM-NC") == [3, 4]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,6 +30,7 @@ from server.errors import MAX_ROW_ID
 from server.models import AttendanceEvent, Meeting, NodeMark
 from server.state import NodeContext
 from server.text import Line, Text
+from server.units import valid_code
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,33 @@ class EventIn(BaseModel):
     roll_call: Line | None = Field(None, max_length=36)
     detail: Text = Field("", max_length=20_000)
 
+    @model_validator(mode="after")
+    def _detail(self) -> EventIn:
+        """``detail`` is a JSON object; a node's event names the units it serves (at least
+        one: only the node's own restart, on that node, stands for every site)."""
+        if not self.detail and self.kind not in (NODE_DOWN, NODE_UP):
+            return self
+        try:
+            detail = json.loads(self.detail)
+        except ValueError:
+            raise ValueError("detail must be a JSON object") from None
+        if not isinstance(detail, dict):
+            raise ValueError("detail must be a JSON object")
+        if self.kind in (NODE_DOWN, NODE_UP):
+            units = detail.get("units")
+            if (
+                not self.node
+                or not isinstance(units, list)
+                or not 1 <= len(units) <= 1000
+                or not all(isinstance(u, str) and valid_code(u) for u in units)
+            ):
+                raise ValueError("a node's event needs node and detail.units: its unit codes")
+        return self
+
+    def node_units(self) -> list[str]:
+        """The units a node's event names (checked by the model)."""
+        return list(json.loads(self.detail)["units"]) if self.kind in (NODE_DOWN, NODE_UP) else []
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -82,7 +110,8 @@ class Stored:
     def happening(self) -> Happening:
         units: tuple[str, ...] = ()
         if self.kind in (NODE_DOWN, NODE_UP) and self.detail:
-            units = tuple(json.loads(self.detail).get("units", []))
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                units = tuple(str(u) for u in json.loads(self.detail).get("units", []))
         return Happening(
             origin=self.origin_node,
             seq=self.origin_seq,

@@ -269,11 +269,14 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 concerning[event.meeting_id] = bool(
                     await self._meetings_for(units, event.meeting_id)
                 )
-            unit = tree.by_code.get(event.unit_code) if event.unit_code else None
+            # A site's event speaks for its unit, a node's for the units it serves: each
+            # must lie under the link's (a child cannot cut sites elsewhere off the record).
+            spoken = event.node_units() or ([event.unit_code] if event.unit_code else [])
+            found = [tree.by_code.get(code) for code in spoken]
             if not concerning[event.meeting_id]:
                 rejected.append({"index": index, "error": "meeting_not_found"})
-            elif event.unit_code and (
-                unit is None or not any(tree.in_subtree(unit.id, u) for u in units)
+            elif not spoken or any(
+                u is None or not any(tree.in_subtree(u.id, mine) for mine in units) for u in found
             ):
                 rejected.append({"index": index, "error": "unit_out_of_scope"})
             else:
