@@ -18,6 +18,7 @@ from rooms.frames import FrameAssembler
 from rooms.hooks import encoder_of
 from rooms.router import Packer
 from server.sockets.signaling import PING_INTERVAL, REGISTRY
+from server.state import CTX
 from tests.conftest import Node
 from tests.live_helpers import Participant, follow, hear, schedule, stops, wait_for
 
@@ -192,10 +193,20 @@ async def test_floor_holder_is_seen_and_heard_by_all_and_stops_when_floor_taken_
         await p.close()
 
 
+def _db_thread(t: threading.Thread) -> bool:
+    """aiosqlite runs each database connection in a thread of its own; SQLAlchemy's pool keeps
+    up to its size of them open, so they come and stay as a busy moment needs more
+    connections (the attendance writer and the alive mark beside the requests)."""
+    return "_connection_worker_thread" in t.name
+
+
 def _threads() -> int:
     """Threads that could leak: all but the workers of the event loop's default executor, a
-    pool that starts threads on demand up to a fixed bound and keeps them."""
-    return sum(1 for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+    pool that starts threads on demand up to a fixed bound and keeps them, and the pooled
+    database connections' threads (bounded by the pool, checked apart)."""
+    return sum(
+        1 for t in threading.enumerate() if not t.name.startswith("asyncio_") and not _db_thread(t)
+    )
 
 
 @pytest.mark.timeout(240)
@@ -260,6 +271,9 @@ async def test_hundred_join_leave_cycles_leave_no_tasks_threads_producers_or_con
     # The loop's default executor (DNS lookups, password hashing) keeps up to its bound.
     pool = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
     assert len(pool) <= min(32, (os.cpu_count() or 1) + 4)
+    # The database's pooled connections: at most the pool's size stay (overflow ones close).
+    pool_size = node.app[CTX].engine.pool.size()
+    assert sum(_db_thread(t) for t in threading.enumerate()) <= pool_size
     assert len(live.router.producers) == producers_before
     assert len(live.router.consumers) == consumers_before
     # The chair is still served.

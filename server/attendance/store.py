@@ -29,7 +29,7 @@ from server.atomic import is_contention
 from server.errors import MAX_ROW_ID
 from server.models import AttendanceEvent, Meeting, NodeMark
 from server.state import NodeContext
-from server.text import Line, Text
+from server.text import Line
 from server.units import valid_code
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class EventIn(BaseModel):
     node: Line = Field("", max_length=64)
     head_count: int | None = Field(None, ge=0, le=MAX_HEAD_COUNT)
     roll_call: Line | None = Field(None, max_length=36)
-    detail: Text = Field("", max_length=20_000)
+    detail: Line = Field("", max_length=20_000)  # JSON text: no raw newline in it
 
     @model_validator(mode="after")
     def _detail(self) -> EventIn:
