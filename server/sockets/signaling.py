@@ -257,21 +257,27 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._dirty -= due
             sends = []
             for meeting_id in due:
-                self._pushed_at[meeting_id] = now
                 live = self.registry.get(meeting_id)
                 if live is None:
                     self._pushed_at.pop(meeting_id, None)
                     continue
-                for p in (live.chair, *live.sites.values()):
-                    if p is None:
-                        continue
-                    state = live.state_for(p)
-                    if self._last_state.get(p.sid) == state:
-                        continue
-                    self._last_state[p.sid] = state
-                    sends.append(self.emit("state", state, to=p.sid))
+                sends.extend(self._states(live, now))
             # Concurrently, so one slow socket stalls nobody.
             await asyncio.gather(*sends, return_exceptions=True)
+
+    def _states(self, live: LiveMeeting, now: float) -> list[Awaitable[Any]]:
+        """The sends of a meeting's state to each participant whose state changed."""
+        self._pushed_at[live.meeting_id] = now
+        sends = []
+        for p in (live.chair, *live.sites.values()):
+            if p is None:
+                continue
+            state = live.state_for(p)
+            if self._last_state.get(p.sid) == state:
+                continue
+            self._last_state[p.sid] = state
+            sends.append(self.emit("state", state, to=p.sid))
+        return sends
 
     async def _depart(
         self, sid: str, session: dict[str, Any], kind: str | None, reason: str
@@ -401,6 +407,10 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for site in list(live.sites.values()):
             await attendance.departed(live, site, LEAVE, "meeting_ended")
         await live.end()
+        # The last state first (status "ended"), whatever the push interval, then ``ended``.
+        self._dirty.discard(meeting_id)
+        now = asyncio.get_running_loop().time()
+        await asyncio.gather(*self._states(live, now), return_exceptions=True)
         # To the current links only: one that left, or was replaced, is elsewhere by now.
         ended = {"meeting_id": meeting_id}
         await asyncio.gather(
