@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.demo.tree import commune_operators
-from tests.conftest import Node, Tree
+from tests.conftest import Node, Session, Tree
 from tests.live_helpers import (
     Participant,
     add_unit,
@@ -29,8 +29,10 @@ ABSENT = {"CM-NH-X5", "CM-NH-X6"}  # never join
 SILENT = {"CM-NC-X5", "CM-NC-X6", "CM-NC-X7"}  # join, do not answer
 
 
-async def signaling_site(node: Node, operator: str, meeting_id: int) -> Participant:
-    site = Participant(node, await node.login(operator))
+async def signaling_site(
+    node: Node, operator: str, meeting_id: int, session: Session | None = None
+) -> Participant:
+    site = Participant(node, session or await node.login(operator))
     await site.connect()
     ack = await site.call("join", {"meeting_id": meeting_id})
     assert ack["ok"], (operator, ack)
