@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -33,6 +33,7 @@ from server.text import Line
 from server.units import valid_code
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SEQUENCE = "attendance"
 MAX_HEAD_COUNT = 100_000
@@ -256,30 +257,38 @@ class AttendanceStore:
                     done.set_result(event)
             self._tell(events)
 
-    async def _commit(self, rows: list[dict[str, Any]]) -> list[Stored]:
+    async def _in_transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``work`` in one transaction, run again (a few times, after a short wait) when the
+        database refused it for contention (SQLite's lock, a PostgreSQL serialization)."""
         for attempt in range(RETRIES):
             try:
                 async with self.node.sessionmaker() as db, db.begin():
-                    seqs = await self._take_seqs(db, len(rows))
-                    objects = [
-                        AttendanceEvent(
-                            origin_node=self.code,
-                            origin_seq=seq,
-                            offset_ms=0,
-                            up_pending=await self._goes_up(db, row["meeting_id"]),
-                            stored_at=self.now(),
-                            **row,
-                        )
-                        for seq, row in zip(seqs, rows, strict=True)
-                    ]
-                    db.add_all(objects)
-                    await db.flush()
-                    return [stored(o) for o in objects]
+                    return await work(db)
             except DBAPIError as exc:
                 if not is_contention(exc) or attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    async def _commit(self, rows: list[dict[str, Any]]) -> list[Stored]:
+        async def work(db: AsyncSession) -> list[Stored]:
+            seqs = await self._take_seqs(db, len(rows))
+            objects = [
+                AttendanceEvent(
+                    origin_node=self.code,
+                    origin_seq=seq,
+                    offset_ms=0,
+                    up_pending=await self._goes_up(db, row["meeting_id"]),
+                    stored_at=self.now(),
+                    **row,
+                )
+                for seq, row in zip(seqs, rows, strict=True)
+            ]
+            db.add_all(objects)
+            await db.flush()
+            return [stored(o) for o in objects]
+
+        return await self._in_transaction(work)
 
     async def drain(self) -> None:
         """Wait until every event handed to ``record`` is written (at a stop)."""
@@ -294,46 +303,39 @@ class AttendanceStore:
         already stored); returns the new ones and how many were there already."""
         if not events:
             return [], 0
-        new: list[Stored] = []
-        for attempt in range(RETRIES):
-            try:
-                async with self.node.sessionmaker() as db, db.begin():
-                    rows = []
-                    for e in events:
-                        rows.append(
-                            {
-                                "origin_node": e.origin_node,
-                                "origin_seq": e.origin_seq,
-                                "meeting_id": e.meeting_id,
-                                "unit_code": e.unit_code,
-                                "kind": e.kind,
-                                "at": datetime.fromtimestamp(e.at, UTC),
-                                "offset_ms": e.offset_ms + link_offset_ms,
-                                "reason": e.reason,
-                                "node": e.node,
-                                "head_count": e.head_count,
-                                "roll_call": e.roll_call,
-                                "detail": e.detail,
-                                "up_pending": await self._goes_up(db, e.meeting_id),
-                                "stored_at": self.now(),
-                            }
-                        )
-                    insert = _insert(db)
-                    statement = (
-                        insert(AttendanceEvent)
-                        .values(rows)
-                        .on_conflict_do_nothing(
-                            index_elements=[AttendanceEvent.origin_node, AttendanceEvent.origin_seq]
-                        )
-                        .returning(AttendanceEvent)
-                    )
-                    result = await db.execute(statement)
-                    new = [stored(row) for row in result.scalars().all()]
-                break
-            except DBAPIError as exc:
-                if not is_contention(exc) or attempt == RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
+
+        async def work(db: AsyncSession) -> list[Stored]:
+            rows = [
+                {
+                    "origin_node": e.origin_node,
+                    "origin_seq": e.origin_seq,
+                    "meeting_id": e.meeting_id,
+                    "unit_code": e.unit_code,
+                    "kind": e.kind,
+                    "at": datetime.fromtimestamp(e.at, UTC),
+                    "offset_ms": e.offset_ms + link_offset_ms,
+                    "reason": e.reason,
+                    "node": e.node,
+                    "head_count": e.head_count,
+                    "roll_call": e.roll_call,
+                    "detail": e.detail,
+                    "up_pending": await self._goes_up(db, e.meeting_id),
+                    "stored_at": self.now(),
+                }
+                for e in events
+            ]
+            statement = (
+                _insert(db)(AttendanceEvent)
+                .values(rows)
+                .on_conflict_do_nothing(
+                    index_elements=[AttendanceEvent.origin_node, AttendanceEvent.origin_seq]
+                )
+                .returning(AttendanceEvent)
+            )
+            result = await db.execute(statement)
+            return [stored(row) for row in result.scalars().all()]
+
+        new = await self._in_transaction(work)
         self._tell(new)
         return new, len(events) - len(new)
 

@@ -321,10 +321,8 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self, sid: str, live: LiveMeeting, code: str, up: bool, reason: str
     ) -> None:
         """Attendance: a child node's link in a meeting went down or came back up."""
-        session = await self.get_session(sid) if sid in self._linked else None
         tree = self.node.units
-        ids = session.get("units", []) if session else self._units_of.get(sid, [])
-        units = [tree.get(i).code for i in ids if i in tree.by_id]
+        units = [tree.get(i).code for i in self._units_of.get(sid, []) if i in tree.by_id]
         try:
             await self.app[ATTENDANCE].node_link(live, code, units, up, reason)
         except Exception:
