@@ -23,6 +23,7 @@ from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import ERROR_PAGE, Handler, error_middleware
 from server.http import admin, api, live_pages, pages, rendering, reports
+from server.http.compression import compression_middleware
 from server.http.refused_requests import quiet_refused_requests
 from server.http.static_files import add_static_files
 from server.logs import AccessLog
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             forwarded_middleware,
             headers_middleware,
+            compression_middleware,  # outside error_middleware: error pages too
             error_middleware,
             auth.session_middleware,
             auth.csrf_middleware,
