@@ -43,6 +43,26 @@ def vp8_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def vp8_temporal_id(payload: bytes) -> int | None:
+    """The temporal layer (TID) in a VP8 payload descriptor (RFC 7741 4.2), or None when the
+    publisher sends no temporal layers. Malformed descriptors read as None."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return None
+    ext = payload[1]
+    if not ext & 0x20:  # T bit
+        return None
+    pos = 2
+    if ext & 0x80:  # I: picture id, one or two bytes
+        if len(payload) <= pos:
+            return None
+        pos += 2 if payload[pos] & 0x80 else 1
+    if ext & 0x40:  # L: TL0PICIDX
+        pos += 1
+    if len(payload) <= pos:
+        return None
+    return payload[pos] >> 6
+
+
 def vp8_starts_frame(payload: bytes) -> bool:
     """The S bit with partition index 0 in the VP8 payload descriptor (RFC 7741 4.2)."""
     return bool(payload) and (payload[0] & 0x10) != 0 and (payload[0] & 0x0F) == 0
@@ -58,14 +78,25 @@ class EncodedFrame:
     keyframe: bool
     index: int  # frame counter of its producer; gives VP8 picture ids shared by all consumers
     received_at: float = field(default_factory=time.monotonic)
+    # VP8 temporal layer (0 = base), None when the publisher sends none (rooms/tiers.py)
+    layer: int | None = None
+    # Counter of its producer's base-layer frames: the picture ids of the ``lowest`` tier,
+    # which forwards only layer 0 and must number its pictures without gaps.
+    base_index: int | None = None
     _payloads: list[bytes] | None = None
+    _base_payloads: list[bytes] | None = None
 
     @property
     def time_base(self) -> Fraction:
         return VIDEO_TIME_BASE if self.kind == "video" else AUDIO_TIME_BASE
 
-    def payloads(self) -> list[bytes]:
-        """RTP payloads, computed once per frame however many consumers send it."""
+    def payloads(self, base: bool = False) -> list[bytes]:
+        """RTP payloads, computed once per frame however many consumers send it; ``base``:
+        numbered in the base layer's own picture-id sequence (a ``lowest`` consumer)."""
+        if base and self.base_index is not None:
+            if self._base_payloads is None:
+                self._base_payloads = Vp8Encoder._packetize(self.data, self.base_index % (1 << 15))
+            return self._base_payloads
         if self._payloads is None:
             if self.kind == "video":
                 self._payloads = Vp8Encoder._packetize(self.data, self.index % (1 << 15))
@@ -207,12 +238,14 @@ class FrameAssembler:
             seq = self._next
             parts: list[bytes] = []
             timestamp: int | None = None
+            layer: int | None = None
             while True:
                 pkt = self._pending.get(seq)
                 if pkt is None:
                     return  # incomplete: wait for the missing packet (NACK may bring it)
                 if timestamp is None:
                     timestamp = pkt.timestamp
+                    layer = vp8_temporal_id(pkt.payload)
                 elif pkt.timestamp != timestamp:
                     # A new frame began without a marker on the last one: end it here.
                     break
@@ -233,7 +266,7 @@ class FrameAssembler:
                 self.on_keyframe_needed()
                 continue
             self._need_keyframe = False
-            self._emit(data, timestamp, keyframe)
+            self._emit(data, timestamp, keyframe, layer)
 
     def _give_up_gap(self) -> None:
         """Drop what is stuck behind the first missing packet and wait for a keyframe."""
@@ -252,13 +285,16 @@ class FrameAssembler:
         self._need_keyframe = True
         self._gap_since = None
 
-    def _emit(self, data: bytes, rtp_timestamp: int, keyframe: bool) -> None:
+    def _emit(
+        self, data: bytes, rtp_timestamp: int, keyframe: bool, layer: int | None = None
+    ) -> None:
         frame = EncodedFrame(
             kind=self.kind,
             data=data,
             pts=self._pts(rtp_timestamp),
             keyframe=keyframe,
             index=self.frames_out,
+            layer=layer,
         )
         self.frames_out += 1
         self.on_frame(frame)

@@ -29,7 +29,14 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import random_sequence_number
-from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from aiortc.utils import random32
 
 from rooms.router import Consumer, Packer, Producer
@@ -37,6 +44,13 @@ from rooms.router import Consumer, Packer, Producer
 EXPECTED_AIORTC = "1.16.0"
 VIDEO_MIME = "video/VP8"
 AUDIO_MIME = "audio/opus"
+OPUS_MAX_BITRATE = 32000
+OPUS_PARAMETERS = {
+    "minptime": 10,
+    "useinbandfec": 1,
+    "usedtx": 1,
+    "maxaveragebitrate": OPUS_MAX_BITRATE,
+}
 
 
 class AiortcHooksMissing(RuntimeError):
@@ -70,8 +84,14 @@ def check_aiortc_hooks() -> None:
     if not callable(getattr(RTCRtpSender, "_next_encoded_frame", None)):
         problems.append("RTCRtpSender._next_encoded_frame")
     problems += _send_path_problems()
-    if "self._send_keyframe()" not in inspect.getsource(RTCRtpSender._handle_rtcp_packet):
+    rtcp_src = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    if "self._send_keyframe()" not in rtcp_src:
         problems.append("RTCRtpSender._send_keyframe on PLI/FIR")
+    # rooms/linkrate.py: a receiver's round trip and REMB, as the sender keeps them
+    if "self.__rtt = " not in rtcp_src:
+        problems.append("RTCRtpSender.__rtt")
+    if "self.__encoder.target_bitrate = bitrate" not in rtcp_src:
+        problems.append("RTCRtpSender REMB to encoder.target_bitrate")
     if not callable(getattr(Vp8Encoder, "_packetize", None)):
         problems.append("Vp8Encoder._packetize")
     if not hasattr(RTCRtpTransceiver, "_codecs") and "_codecs" not in inspect.getsource(
@@ -144,6 +164,7 @@ def attach_consumer(sender: RTCRtpSender, consumer: Consumer) -> None:
     """Make ``sender`` send ``consumer``'s frames as they are, and pass its PLIs upstream."""
     sender._RTCRtpSender__encoder = Packer(consumer)  # type: ignore[attr-defined]
     sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+    _keep_receiver_reports(sender, consumer)
     if not getattr(sender, "_RTCRtpSender__started", True):
         # send() has not started the RTP task yet: it will start the forwarding loop instead.
         track = consumer.track
@@ -155,6 +176,28 @@ def attach_consumer(sender: RTCRtpSender, consumer: Consumer) -> None:
         forwarding = _ForwardingSender(sender)
         sender._run_rtp = forwarding.run  # type: ignore[method-assign]
     sender.replaceTrack(consumer.track)
+
+
+def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
+    """Let the consumer read its receiver's reports (rooms/linkrate.py): aiortc handles them
+    (the round trip, stats), then the figures are kept on ``consumer.feedback``."""
+    handle = sender._handle_rtcp_packet
+    if getattr(handle, "keeps_reports", False):
+        return
+
+    async def handle_and_keep(packet: Any) -> None:
+        await handle(packet)
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            ssrc = sender._ssrc
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    rtt = getattr(sender, "_RTCRtpSender__rtt", None)
+                    consumer.feedback.report(
+                        report.fraction_lost, report.jitter, rtt, time.monotonic()
+                    )
+
+    handle_and_keep.keeps_reports = True  # type: ignore[attr-defined]
+    sender._handle_rtcp_packet = handle_and_keep  # type: ignore[method-assign]
 
 
 # -- the forwarding send path ------------------------------------------------------------------
@@ -552,6 +595,11 @@ def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
     main = [c for c in codecs if c.mimeType.lower() == wanted.lower()]
     if not main:
         return False
+    if transceiver.kind == "audio":
+        # The answer tells a publishing browser how to encode: in-band FEC (a lost packet is
+        # rebuilt from the next one) and DTX (almost nothing sent in silence), at most
+        # OPUS_MAX_BITRATE. Forwarding passes both through to every receiver unchanged.
+        main[0].parameters = {**main[0].parameters, **OPUS_PARAMETERS}
     keep = [main[0]]
     keep += [
         c

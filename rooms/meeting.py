@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rooms.linkrate import LinkEstimate, TierWatch
 from rooms.peer import (
     CHAIR_LAYOUT,
     RELAY_LAYOUT,
@@ -29,6 +30,7 @@ from rooms.peer import (
 from rooms.rollcall import RollCall
 from rooms.roster import Roster
 from rooms.router import Consumer, Producer, Router
+from rooms.tiers import AUTO, LOW, MODES, Tiers, hears, video_tier
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,11 @@ class Participant:
     camera_on: bool = True
     online: bool = True  # a relay whose heartbeats stopped is offline until they resume
     joined_at: float = field(default_factory=time.time)
+    # What this participant receives (rooms/tiers.py): its receive mode, and in ``auto`` the
+    # tier its link carries (rooms/linkrate.py).
+    mode: str = AUTO
+    auto_tier: str = LOW
+    estimate: LinkEstimate = field(default_factory=lambda: LinkEstimate(time.monotonic()))
 
     def producer(self, kind: str) -> Producer | None:
         if self.peer is None:
@@ -69,6 +76,22 @@ class Participant:
         if self.role == RELAY:
             return self.peer.producers.get(f"up.{kind}")
         return self.peer.producers.get("camera" if kind == "video" else "microphone")
+
+    def video(self) -> Tiers:
+        """Its camera in both tiers (a relay: what it sends up)."""
+        if self.peer is None:
+            return Tiers()
+        prefix = "up.video" if self.role == RELAY else "camera"
+        producers = self.peer.producers
+        return Tiers(producers.get(prefix), producers.get(f"{prefix}.low"))
+
+    @property
+    def wants_video(self) -> str | None:
+        return video_tier(self.mode, self.auto_tier)
+
+    @property
+    def hears(self) -> bool:
+        return hears(self.mode)
 
 
 class LiveMeeting:
@@ -110,6 +133,9 @@ class LiveMeeting:
         # moment (rooms/rollcall.py): on a child node, the one the parent's chair started.
         self.roster = Roster()
         self.roll_call: RollCall | None = None
+        # Each unit's receive mode (rooms/tiers.py), kept across its rejoins.
+        self.modes: dict[str, str] = {}
+        self.tier_watch = TierWatch(self)
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -130,6 +156,8 @@ class LiveMeeting:
         """Add a participant; returns the one it replaces (same site rejoining), if any."""
         if self.ended:
             raise RoomError("meeting_ended", "The meeting has ended.")
+        self.tier_watch.start()
+        participant.mode = self.modes.get(participant.key, participant.mode)
         old = self.participant(participant.key, participant.role)
         if old is not None:
             participant.hand_raised = old.hand_raised
@@ -176,6 +204,9 @@ class LiveMeeting:
         if self.ended:
             raise RoomError("meeting_ended", "The meeting has ended.")
         await self._drop_peer(participant)
+        # A new link proves its tiers afresh (rooms/linkrate.py).
+        participant.estimate = LinkEstimate(time.monotonic())
+        participant.auto_tier = participant.estimate.tier
         peer = Peer(
             self.router,
             self.layout(participant.role),
@@ -211,12 +242,17 @@ class LiveMeeting:
         task.add_done_callback(self._tasks.discard)
 
     def route(self) -> None:
-        """Point every consumer at the producer the meeting's state calls for."""
+        """Point every consumer at the producer the meeting's state calls for, in the tier
+        each receiver's mode and link call for (rooms/tiers.py)."""
+        now = time.monotonic()
         chair = self.chair
         up = self.upstream if self.live else {}
         # The program: a local chair, or on a child node the program from the parent.
-        cv = chair.producer("video") if chair and self.live else up.get("chair.video")
-        ca = chair.producer("audio") if chair and self.live else up.get("chair.audio")
+        if chair and self.live:
+            cv, ca = chair.video(), chair.producer("audio")
+        else:
+            cv = Tiers(up.get("chair.video"), up.get("chair.video.low"))
+            ca = up.get("chair.audio")
         # The floor holder: a site here, a site below a child node (its media comes up that
         # relay), or on a child node a site elsewhere (its media comes down the uplink).
         holder = self.sites.get(self.floor) if self.floor and self.live else None
@@ -224,55 +260,73 @@ class LiveMeeting:
         source = holder or below
         if source is not None:
             assert self.floor is not None
-            fv = source.producer("video")
+            fv = source.video()
             fa = source.producer("audio") if self.floor not in self.muted else None
         else:
-            fv, fa = up.get("floor.video"), up.get("floor.audio")
+            fv = Tiers(up.get("floor.video"), up.get("floor.video.low"))
+            fa = up.get("floor.audio")
         for relay in self.relays.values():
             if relay.peer is None:
                 continue
             slots = relay.peer.consumers
-            _attach(slots, "chair.video", cv)
+            # Both tiers cross the link once each, for every site below to pick from.
+            _relay_video(slots, "chair.video", cv, now)
             _attach(slots, "chair.audio", ca)
-            _attach(slots, "floor.video", None if relay is below else fv)
+            _relay_video(slots, "floor.video", Tiers() if relay is below else fv, now)
             _attach(slots, "floor.audio", None if relay is below else fa)
         # Up to the parent: the floor holder, when it is here or below this node.
-        _attach(self.up_slots, "up.video", source.producer("video") if source else None)
+        up_video = source.video() if source else Tiers()
+        _attach(self.up_slots, "up.video", up_video.high)
+        _attach(self.up_slots, "up.video.low", up_video.low)
         _attach(self.up_slots, "up.audio", source.producer("audio") if source else None)
         for i, code in enumerate(self.up_watched):
-            _attach(self.up_slots, f"watch.{i}", self._wall_video(code, i))
+            _attach(self.up_slots, f"watch.{i}", *self._wall_video(code, i).pick(LOW, now))
         for site in self.sites.values():
             if site.peer is None:
                 continue
             own = site is holder
             slots = site.peer.consumers
-            _attach(slots, "chair.video", cv)
-            _attach(slots, "chair.audio", ca)
-            _attach(slots, "floor.video", None if own else fv)
-            _attach(slots, "floor.audio", None if own else fa)
+            tier, hear = site.wants_video, site.hears
+            _attach(slots, "chair.video", *cv.pick(tier, now))
+            _attach(slots, "chair.audio", ca if hear else None)
+            _attach(slots, "floor.video", *(Tiers() if own else fv).pick(tier, now))
+            _attach(slots, "floor.audio", None if own or not hear else fa)
         if chair is not None and chair.peer is not None:
             slots = chair.peer.consumers
-            _attach(slots, "floor.video", fv)
-            _attach(slots, "floor.audio", fa)
+            tier, hear = chair.wants_video, chair.hears
+            _attach(slots, "floor.video", *fv.pick(tier, now))
+            _attach(slots, "floor.audio", fa if hear else None)
             for i, code in enumerate(self.watched):
-                _attach(slots, f"wall.{i}", self._wall_video(code, i))
+                # The wall's pictures are small: the low tier serves them.
+                wall = self._wall_video(code, i).pick(LOW if tier else None, now)
+                _attach(slots, f"wall.{i}", *wall)
 
     def _relay_of(self, code: str) -> Participant | None:
         info = self.remote_sites.get(code)
         return self.relays.get(info["via"]) if info else None
 
-    def _wall_video(self, code: str | None, slot: int) -> Producer | None:
+    def _wall_video(self, code: str | None, slot: int) -> Tiers:
         """A watched site's video for wall (or watch) slot ``slot``: its camera when it is
         here, else what the relay it is below sends up ``watch.{slot}`` on request."""
         if not code or not self.live:
-            return None
+            return Tiers()
         site = self.sites.get(code)
         if site is not None:
-            return site.producer("video")
+            return site.video()
         relay = self._relay_of(code)
         if relay is None or relay.peer is None:
-            return None
-        return relay.peer.producers.get(f"watch.{slot}")
+            return Tiers()
+        return Tiers(low=relay.peer.producers.get(f"watch.{slot}"))
+
+    def set_receive_mode(self, participant: Participant, mode: str) -> None:
+        """What a participant receives (rooms/tiers.py); kept for its unit while the meeting
+        lasts, so a rejoin receives the same."""
+        if mode not in MODES:
+            raise RoomError("bad_request", f"A receive mode is one of {', '.join(MODES)}.")
+        self.modes[participant.key] = mode
+        participant.mode = mode
+        self.route()
+        self.changed()
 
     # -- the cascade ---------------------------------------------------------------------------
 
@@ -443,6 +497,7 @@ class LiveMeeting:
         self.changed()
 
     async def close(self) -> None:
+        await self.tier_watch.close()
         await asyncio.gather(*(self._drop_peer(p) for p in self.everyone()))
         for task in tuple(self._tasks):
             task.cancel()
@@ -471,6 +526,18 @@ class LiveMeeting:
             if info.get("hand_raised")
         ]
         return [entry for _, entry in sorted(raised, key=lambda item: item[0])]
+
+    def reception(self, p: Participant) -> dict[str, Any]:
+        """What ``p`` receives and how its link is judged (rooms/tiers.py, linkrate.py)."""
+        return {"mode": p.mode, "tier": p.wants_video, **p.estimate.public()}
+
+    def publishing(self, p: Participant) -> dict[str, bool]:
+        """Which of its camera's tiers the meeting may need from ``p`` now: the program's
+        (the chair, the floor holder) both, a watched site the low one for the wall. A page
+        need not send the others: a commune's uplink is as poor as its downlink."""
+        program = p.role == CHAIR or (self.live and self.floor == p.key)
+        watched = p.key in self.watched or p.key in self.up_watched
+        return {"high": program, "low": program or watched}
 
     def site_state(self, p: Participant) -> dict[str, Any]:
         # The site's media link as the node sees it (rooms/liveness.py): a link that fell
@@ -515,6 +582,9 @@ class LiveMeeting:
                 "hand_raised": viewer.hand_raised,
             },
         }
+        if viewer.role != RELAY:
+            state["you"]["receive"] = self.reception(viewer)
+            state["you"]["publish"] = self.publishing(viewer)
         roll_call = self.roll_call
         if roll_call is not None:
             record = self.roster.records.get(viewer.key)
@@ -547,7 +617,19 @@ class LiveMeeting:
         return state
 
 
-def _attach(slots: dict[str, Any], name: str, producer: Producer | None) -> None:
+def _attach(
+    slots: dict[str, Any], name: str, producer: Producer | None, base_only: bool = False
+) -> None:
     consumer = slots.get(name)
     if consumer is not None:
-        consumer.attach(producer)
+        consumer.attach(producer, base_only)
+
+
+def _relay_video(slots: dict[str, Any], name: str, video: Tiers, now: float) -> None:
+    """A program video to a child node: the high tier up ``name``, the low tier up
+    ``name.low``. A publisher of one tier only sends it up ``.low``, so it crosses once."""
+    high, low = video.high, video.low
+    if low is None or (not low.flowing(now) and high is not None and high.flowing(now)):
+        high, low = None, high
+    _attach(slots, name, high)
+    _attach(slots, f"{name}.low", low)

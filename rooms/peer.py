@@ -50,8 +50,11 @@ class Slot:
         }
 
 
+# Video is published in two tiers from one camera (rooms/tiers.py): ``camera`` (high) and
+# ``camera.low``; a program slot that carries video to another node has a ``.low`` twin.
 SITE_LAYOUT: tuple[Slot, ...] = (
     Slot("camera", "video", True),
+    Slot("camera.low", "video", True),
     Slot("microphone", "audio", True),
     Slot("chair.video", "video", False),
     Slot("chair.audio", "audio", False),
@@ -64,15 +67,19 @@ SITE_LAYOUT: tuple[Slot, ...] = (
 # the chair's node it feeds ``wall.N``; on a node between, the same slot one link further up.
 RELAY_LAYOUT: tuple[Slot, ...] = (
     Slot("up.video", "video", True),
+    Slot("up.video.low", "video", True),
     Slot("up.audio", "audio", True),
     Slot("chair.video", "video", False),
+    Slot("chair.video.low", "video", False),
     Slot("chair.audio", "audio", False),
     Slot("floor.video", "video", False),
+    Slot("floor.video.low", "video", False),
     Slot("floor.audio", "audio", False),
     *(Slot(f"watch.{i}", "video", True) for i in range(WALL_SLOTS)),
 )
 CHAIR_LAYOUT: tuple[Slot, ...] = (
     Slot("camera", "video", True),
+    Slot("camera.low", "video", True),
     Slot("microphone", "audio", True),
     Slot("floor.video", "video", False),
     Slot("floor.audio", "audio", False),

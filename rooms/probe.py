@@ -53,6 +53,8 @@ class ProbePeer:
         read_stamps: bool = False,
         size: tuple[int, int] = (640, 480),
         pin_bitrate: bool = False,
+        low: tuple[int, int] | None = None,
+        low_fps: int = 15,
     ) -> None:
         self.layout = tuple(layout)
         # One transport for every section, as browsers do (max-bundle).
@@ -60,6 +62,13 @@ class ProbePeer:
         self.video = (
             CounterVideoTrack(width=size[0], height=size[1], fps=fps, stamp_time=stamp_time)
             if publish
+            else None
+        )
+        # The low tier (``camera.low``, rooms/tiers.py): a second, smaller picture, or nothing
+        # (then the node serves every receiver the high tier).
+        self.video_low = (
+            CounterVideoTrack(width=low[0], height=low[1], fps=low_fps, stamp_time=stamp_time)
+            if publish and low is not None
             else None
         )
         self.audio = ToneAudioTrack() if publish else None
@@ -77,6 +86,8 @@ class ProbePeer:
         for slot in self.layout:
             if slot.publish:
                 track = self.video if slot.kind == "video" else self.audio
+                if slot.name.endswith(".low"):
+                    track = self.video_low
                 self.pc.addTransceiver(
                     track if track is not None else slot.kind, direction="sendonly"
                 )

@@ -17,12 +17,18 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from rooms.frames import AUDIO_CLOCK, VIDEO_CLOCK, EncodedFrame, FrameAssembler
+from rooms.meter import RateMeter
 
 log = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL = 0.5  # at most one PLI upstream per producer per half second
 VIDEO_QUEUE = 30
 AUDIO_QUEUE = 50
+# A consumer moving to another producer (a tier or a speaker) keeps sending the old one until
+# the new one's keyframe arrives; past this, it stops the old one and waits (rooms/tiers.py).
+SWITCH_TIMEOUT = 2.0
+# A producer that delivered nothing for this long is not offered to a consumer as a tier.
+FLOWING = 1.5
 _ids = itertools.count(1)
 
 
@@ -44,6 +50,12 @@ class Producer:
         self.bytes = 0
         self.last_frame_at: float | None = None
         self.keyframe_requests_sent = 0
+        # What it carries (all layers) and, when the publisher sends temporal layers, its
+        # base layer alone: the cost of the ``lowest`` tier.
+        self.rate = RateMeter()
+        self.base_rate = RateMeter()
+        self.base_frames = 0
+        self.layered = False  # frames above layer 0 have been seen
         self.assembler = FrameAssembler(kind, self.deliver, self.request_keyframe)
         self._send_pli = send_pli
         self._last_pli = 0.0
@@ -54,12 +66,27 @@ class Producer:
         if self.closed:
             return
         self.frames += 1
-        self.bytes += len(frame.data)
-        self.last_frame_at = frame.received_at
+        size = len(frame.data)
+        self.bytes += size
+        now = self.last_frame_at = frame.received_at
+        self.rate.add(size, now)
+        if frame.layer is not None:
+            if frame.layer == 0:
+                frame.base_index = self.base_frames
+                self.base_frames += 1
+                self.base_rate.add(size, now)
+            else:
+                self.layered = True
         for consumer in tuple(self.consumers):
-            consumer.push(frame)
+            consumer.push(frame, self)
         for listener in self.listeners:
             listener(frame)
+
+    def flowing(self, now: float | None = None) -> bool:
+        """Frames arrived lately: the producer can stand for its tier."""
+        if self.closed or self.last_frame_at is None:
+            return False
+        return (now if now is not None else time.monotonic()) - self.last_frame_at < FLOWING
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most every KEYFRAME_INTERVAL (then once more)."""
@@ -86,7 +113,7 @@ class Producer:
             return
         self.closed = True
         for consumer in tuple(self.consumers):
-            consumer.attach(None)
+            consumer.producer_closed(self)
         if self._pli_task is not None:
             self._pli_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,7 +128,7 @@ class ForwardedTrack(MediaStreamTrack):
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self.queue: asyncio.Queue[tuple[EncodedFrame, int] | None] = asyncio.Queue(
+        self.queue: asyncio.Queue[tuple[EncodedFrame, int, bool] | None] = asyncio.Queue(
             VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
         )
 
@@ -117,14 +144,24 @@ class Packer:
 
     aiortc's ``RTCRtpSender`` calls ``encoder.pack(data)`` for anything that is not a decoded
     frame; the payloads come from the shared ``EncodedFrame`` (computed once per frame).
+    The sender hands a receiver's REMB to ``target_bitrate``: it is kept as the link's
+    estimate (the packer cannot change a forwarded frame's bitrate).
     """
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
 
-    def pack(self, item: tuple[EncodedFrame, int]) -> tuple[list[bytes], int]:
-        frame, pts = item
-        payloads = frame.payloads()
+    @property
+    def target_bitrate(self) -> int:
+        return int(self.consumer.feedback.remb_kbit * 1000)
+
+    @target_bitrate.setter
+    def target_bitrate(self, bps: int) -> None:
+        self.consumer.feedback.remb(bps, time.monotonic())
+
+    def pack(self, item: tuple[EncodedFrame, int, bool]) -> tuple[list[bytes], int]:
+        frame, pts, base = item
+        payloads = frame.payloads(base)
         self.consumer.frames_sent += 1
         self.consumer.bytes_sent += len(frame.data)
         return payloads, pts
@@ -133,8 +170,41 @@ class Packer:
         raise RuntimeError("a forwarding sender never encodes")
 
 
+class Feedback:
+    """What the receiver of one consumer says of its link in RTCP: the latest receiver
+    report (fraction lost, jitter; the round trip aiortc measured from it) and REMB."""
+
+    __slots__ = ("jitter", "loss", "remb_at", "remb_kbit", "report_at", "reports", "rtt")
+
+    def __init__(self) -> None:
+        self.loss = 0.0  # fraction lost in the last report's interval, 0 to 1
+        self.jitter = 0  # in the codec clock's units
+        self.rtt: float | None = None  # seconds
+        self.report_at = 0.0
+        self.reports = 0
+        self.remb_kbit = 0.0
+        self.remb_at = 0.0
+
+    def report(self, fraction_lost: int, jitter: int, rtt: float | None, now: float) -> None:
+        self.loss = fraction_lost / 256
+        self.jitter = jitter
+        self.rtt = rtt
+        self.report_at = now
+        self.reports += 1
+
+    def remb(self, bps: int, now: float) -> None:
+        self.remb_kbit = bps / 1000
+        self.remb_at = now
+
+
 class Consumer:
-    """One outbound copy: a slot of a subscriber that shows one producer at a time."""
+    """One outbound copy: a slot of a subscriber that shows one producer at a time.
+
+    ``base_only`` forwards only a layered producer's base layer (the ``lowest`` tier), each
+    frame numbered in the base layer's own picture-id sequence. Moving to another producer, or
+    in or out of ``base_only``, happens at a keyframe of what comes next: until it arrives the
+    slot goes on with what it had (no blank picture), for at most ``SWITCH_TIMEOUT``.
+    """
 
     def __init__(self, kind: str, app_data: dict[str, Any] | None = None) -> None:
         self.id = f"c{next(_ids)}"
@@ -142,23 +212,48 @@ class Consumer:
         self.app_data = app_data or {}
         self.track = ForwardedTrack(kind)
         self.producer: Producer | None = None
+        self.base_only = False
         self.closed = False
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_dropped = 0
+        self.switches = 0
+        self.feedback = Feedback()
+        self._next: tuple[Producer, bool] | None = None  # waiting for its keyframe
+        self._next_since = 0.0
         self._waiting_key = kind == "video"
         self._offset: int | None = None
         self._last_pts: int | None = None
         self._last_at = 0.0
         self._clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
 
-    def attach(self, producer: Producer | None) -> None:
-        """Show ``producer`` in this slot (None empties it). Video switches at a keyframe."""
-        if producer is self.producer:
+    @property
+    def target(self) -> tuple[Producer | None, bool]:
+        """What this slot shows once any switch under way is done."""
+        if self._next is not None:
+            return self._next
+        return self.producer, self.base_only
+
+    def attach(self, producer: Producer | None, base_only: bool = False) -> None:
+        """Show ``producer`` in this slot (None empties it at once). Video switches at a
+        keyframe; while video flows, the old source goes on until then."""
+        base_only = base_only and self.kind == "video"
+        if (producer, base_only) == self.target:
             return
+        flowing = (
+            self.kind == "video"
+            and self.producer is not None
+            and not self._waiting_key
+            and self.producer.flowing()
+        )
+        if producer is not None and flowing and not self.closed:
+            self._set_next(producer, base_only)
+            return
+        self._set_next(None, False)
         if self.producer is not None:
             self.producer.consumers.discard(self)
         self.producer = producer
+        self.base_only = base_only
         self._offset = None
         self._waiting_key = self.kind == "video"
         self._drain()
@@ -166,9 +261,40 @@ class Consumer:
             producer.consumers.add(self)
             producer.request_keyframe()
 
-    def push(self, frame: EncodedFrame) -> None:
+    def _set_next(self, producer: Producer | None, base_only: bool) -> None:
+        old = self._next[0] if self._next is not None else None
+        if old is not None and old is not producer and old is not self.producer:
+            old.consumers.discard(self)
+        if producer is None or (producer is self.producer and base_only == self.base_only):
+            self._next = None
+            return
+        self._next = (producer, base_only)
+        self._next_since = time.monotonic()
+        producer.consumers.add(self)
+        producer.request_keyframe()
+
+    def push(self, frame: EncodedFrame, source: Producer | None = None) -> None:
         if self.closed:
             return
+        pending = self._next
+        if pending is not None and source is pending[0]:
+            if not frame.keyframe:
+                if source is not self.producer:
+                    source.request_keyframe()  # rate-limited there
+                    return
+            else:
+                self._switch(pending)
+        elif source is not None and source is not self.producer:
+            return  # a producer this slot left (a delivery already under way)
+        elif pending is not None and frame.received_at - self._next_since > SWITCH_TIMEOUT:
+            # The next source sent no keyframe in time: stop the old one and wait for it.
+            producer, base_only = pending
+            self._next = None
+            self.attach(None)
+            self.attach(producer, base_only)
+            return
+        if self.base_only and frame.layer is not None and frame.layer > 0:
+            return  # the lowest tier: the base layer only
         if self._waiting_key:
             if not frame.keyframe:
                 self.frames_dropped += 1
@@ -188,7 +314,7 @@ class Consumer:
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         try:
-            self.track.queue.put_nowait((frame, pts))
+            self.track.queue.put_nowait((frame, pts, self.base_only))
         except asyncio.QueueFull:
             # The subscriber's link cannot keep up: drop what is queued, resume at a keyframe.
             self.frames_dropped += self.track.queue.qsize() + 1
@@ -201,10 +327,35 @@ class Consumer:
         self._last_pts = pts
         self._last_at = now
 
+    def _switch(self, pending: tuple[Producer, bool]) -> None:
+        """The next source's keyframe is here: it takes the slot from this frame on."""
+        producer, base_only = pending
+        self._next = None
+        if self.producer is not None and self.producer is not producer:
+            self.producer.consumers.discard(self)
+        self.producer = producer
+        self.base_only = base_only
+        self._offset = None
+        self._waiting_key = False
+        self.switches += 1
+
+    def producer_closed(self, producer: Producer) -> None:
+        """``producer`` is gone: a switch to it is off; a slot showing it takes what it was
+        switching to, else goes empty."""
+        pending = self._next
+        if pending is not None and pending[0] is producer:
+            self._next = None
+            pending = None
+        if self.producer is producer:
+            self.attach(None)
+            if pending is not None:
+                self.attach(*pending)
+
     def request_keyframe(self) -> None:
         """A subscriber's PLI/FIR: pass it up to the producer (rate-limited there)."""
-        if self.producer is not None:
-            self.producer.request_keyframe()
+        producer = self._next[0] if self._next is not None else self.producer
+        if producer is not None:
+            producer.request_keyframe()
 
     def _drain(self) -> None:
         while not self.track.queue.empty():

@@ -92,7 +92,9 @@ async def _copies_sent_to(
     relay = live.relays[code]
     assert relay.peer is not None
     source = list(live.chair.peer.producers.values())
-    sink = [relay.peer.consumers["chair.video"], relay.peer.consumers["chair.audio"]]
+    # The chair's probe publishes one tier: it crosses in one of the two video slots.
+    slots = ("chair.video", "chair.video.low", "chair.audio")
+    sink = [relay.peer.consumers[slot] for slot in slots]
     sent_before = sum(c.bytes_sent for c in sink)
     source_before = sum(p.bytes for p in source)
     await asyncio.sleep(seconds)

@@ -194,7 +194,7 @@ async def test_new_consumer_starts_at_keyframe_and_keeps_timestamps_rising_acros
     def frame(pts: int, keyframe: bool, i: int) -> EncodedFrame:
         return EncodedFrame("video", key() if keyframe else delta(), pts, keyframe, i)
 
-    def drain() -> list[tuple[EncodedFrame, int]]:
+    def drain() -> list[tuple[EncodedFrame, int, bool]]:
         items = []
         while not consumer.track.queue.empty():
             item = consumer.track.queue.get_nowait()
@@ -206,13 +206,13 @@ async def test_new_consumer_starts_at_keyframe_and_keeps_timestamps_rising_acros
     a.deliver(frame(93000, True, 1))
     a.deliver(frame(96000, False, 2))
     first = drain()
-    assert [(f.keyframe, pts) for f, pts in first] == [(True, 0), (False, 3000)]
+    assert [(f.keyframe, pts) for f, pts, _ in first] == [(True, 0), (False, 3000)]
     consumer.attach(b)
     b.deliver(frame(5000, False, 0))  # the switch waits for b's keyframe
     b.deliver(frame(8000, True, 1))
     b.deliver(frame(11000, False, 2))
     second = drain()
-    assert [f.keyframe for f, _ in second] == [True, False]
+    assert [f.keyframe for f, _, _ in second] == [True, False]
     # Timestamps keep rising across the switch, whatever b's own clock says.
     assert 3000 < second[0][1] < second[1][1]
     assert second[1][1] - second[0][1] == 3000

@@ -246,7 +246,7 @@ async def test_hundred_join_leave_cycles_leave_no_tasks_threads_producers_or_con
     threads_before = _threads()
     producers_before = len(live.router.producers)
     consumers_before = len(live.router.consumers)
-    assert producers_before == 2  # the chair's camera and microphone
+    assert producers_before == 3  # the chair's camera (two tiers) and microphone
     assert consumers_before == 6  # the chair's floor and wall slots
 
     for i in range(1, 101):

@@ -583,6 +583,15 @@ EVENT_RULES: dict[str, tuple[Callable[[Cx], dict[str, Any]], dict[str, Cell]]] =
         lambda cx: {"unit": cx.side.helper},
         {"chair": ("ok", NJ), "operator": ("forbidden", NJ)},
     ),
+    # A participant's own link: its receive mode and its page's figures (a relay has neither).
+    "receive_mode": (
+        lambda cx: {"mode": "low"},
+        {"chair": ("ok", NJ), "operator": ("ok", NJ)},
+    ),
+    "link_stats": (
+        lambda cx: {"slots": [{"slot": "chair.video", "frames_decoded": 5}]},
+        {"chair": ("ok", NJ), "operator": ("ok", NJ)},
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import ast
 import inspect
 import re
 import textwrap
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from rooms.peer import CHAIR_LAYOUT, SITE_LAYOUT
 from rooms.rollcall import RollCall
 from rooms.roster import Happening, InvitedSite
 from server.auth import SESSION_COOKIE
-from server.sockets.protocol import ERROR_CODES, EVENTS, SERVER_EVENTS
+from server.sockets.protocol import ERROR_CODES, EVENTS, SERVER_EVENTS, Event
 from server.sockets.signaling import NAMESPACE, MeetingNamespace
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -81,15 +82,27 @@ def test_no_section_documents_an_event_that_does_not_exist() -> None:
     assert set(sections()) <= set(CLIENT_EVENTS) | set(SERVER_EVENTS)
 
 
+def _fields(model: Any) -> dict[str, Any]:
+    """A payload model's fields, with those of the objects listed in it (``link_stats``'s
+    slot reports)."""
+    fields = dict(model.model_fields)
+    for info in model.model_fields.values():
+        for arg in typing.get_args(info.annotation):
+            if isinstance(arg, type) and issubclass(arg, Event):
+                fields.update(_fields(arg))
+    return fields
+
+
 @pytest.mark.parametrize("event", sorted(EVENTS))
 def test_every_payload_field_is_in_its_event_section(event: str) -> None:
     text = sections().get(event, "")
     model = EVENTS[event]
-    for name in model.model_fields:
+    fields = _fields(model)
+    for name in fields:
         assert f"`{name}`" in text, f"field `{name}` of `{event}` is not in its section"
-    # Field tables list only real fields.
+    # Field tables list only real fields (of the payload, or of a list of objects in it).
     rows = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE))
-    assert rows <= set(model.model_fields), f"`{event}` documents unknown fields {rows}"
+    assert rows <= set(fields), f"`{event}` documents unknown fields {rows - set(fields)}"
     if not model.model_fields:
         assert "`{}`" in text, f"`{event}` takes no fields: say its payload is {{}}"
 
@@ -97,7 +110,7 @@ def test_every_payload_field_is_in_its_event_section(event: str) -> None:
 @pytest.mark.parametrize("event", sorted(EVENTS))
 def test_every_field_limit_is_in_its_event_section(event: str) -> None:
     text = sections().get(event, "")
-    for name, info in EVENTS[event].model_fields.items():
+    for name, info in _fields(EVENTS[event]).items():
         for rule in info.metadata:
             for attr in ("min_length", "max_length", "ge", "le", "gt", "lt"):
                 value = getattr(rule, attr, None)

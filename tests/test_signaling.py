@@ -29,9 +29,18 @@ from tests.conftest import Node, Session
 NS = "/meeting"
 WAIT = 10.0  # generous: a condition that holds is seen long before this
 
-SITE_SLOTS = ["camera", "microphone", "chair.video", "chair.audio", "floor.video", "floor.audio"]
+SITE_SLOTS = [
+    "camera",
+    "camera.low",
+    "microphone",
+    "chair.video",
+    "chair.audio",
+    "floor.video",
+    "floor.audio",
+]
 CHAIR_SLOTS = [
     "camera",
+    "camera.low",
     "microphone",
     "floor.video",
     "floor.audio",
@@ -293,6 +302,8 @@ async def test_events_before_join_are_not_joined(node: Node, connect: Connect) -
         "roll_call_end": {},
         "roll_call_answer": {"roll_call": "x", "count": 3},
         "call_site": {"step": "next"},
+        "receive_mode": {"mode": "low"},
+        "link_stats": {"slots": []},
     }
     assert set(payloads) == set(EVENTS) - {"join", "leave"}
     for event, payload in payloads.items():
@@ -454,6 +465,16 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("roll_call_answer", {"roll_call": "x" * 37, "count": 3}, "roll_call"),
     ("call_site", {"step": "sideways"}, "step"),
     ("call_site", {"unit": ""}, "unit"),
+    ("receive_mode", {"mode": "best"}, "mode"),
+    ("receive_mode", {}, "mode"),
+    ("link_stats", {"slots": [{"slot": "chair\nvideo"}]}, "slots.0.slot"),
+    (
+        "link_stats",
+        {"slots": [{"slot": "chair.video", "freeze_count": -1}]},
+        "slots.0.freeze_count",
+    ),
+    ("link_stats", {"rtt_ms": "fast"}, "rtt_ms"),
+    ("link_stats", {"slots": [{"slot": "a"}] * 17}, "slots"),
 ]
 
 
@@ -510,14 +531,14 @@ async def test_bad_offers_are_refused_and_the_link_still_negotiates(
     await site.refused("offer", {"sdp": "v=0\r\n"}, "bad_sdp")
     await site.refused("offer", {"sdp": "not an sdp at all"}, "bad_sdp")
     # Well-formed SDP whose sections do not follow the layout: bad_offer.
-    # A real offer in the chair's layout: eight sections where a site needs six.
+    # A real offer in the chair's layout: nine sections where a site needs seven.
     ack = await site.refused("offer", {"sdp": await probes(CHAIR_LAYOUT).offer()}, "bad_offer")
-    assert "6" in ack["message"]
-    # The site's layout offered by the chair: six sections where the chair needs eight.
+    assert "7" in ack["message"]
+    # The site's layout offered by the chair: seven sections where the chair needs nine.
     ack = await chair.refused("offer", {"sdp": await probes(SITE_LAYOUT).offer()}, "bad_offer")
-    assert "8" in ack["message"]
+    assert "9" in ack["message"]
     # Right count, wrong order: microphone before camera.
-    swapped = (SITE_LAYOUT[1], SITE_LAYOUT[0], *SITE_LAYOUT[2:])
+    swapped = (SITE_LAYOUT[2], SITE_LAYOUT[1], SITE_LAYOUT[0], *SITE_LAYOUT[3:])
     await site.refused("offer", {"sdp": await probes(swapped).offer()}, "bad_offer")
     # Right kinds, wrong direction: the camera section offered as receive-only.
     receive_only = (Slot("camera", "video", False), *SITE_LAYOUT[1:])
@@ -581,8 +602,9 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
     assert ack["unit"] == "CM"
     assert [s["slot"] for s in ack["layout"]] == CHAIR_SLOTS
     assert ack["layout"][0] == {"slot": "camera", "kind": "video", "direction": "sendonly"}
-    assert ack["layout"][1] == {"slot": "microphone", "kind": "audio", "direction": "sendonly"}
-    assert {s["direction"] for s in ack["layout"][2:]} == {"recvonly"}
+    assert ack["layout"][1] == {"slot": "camera.low", "kind": "video", "direction": "sendonly"}
+    assert ack["layout"][2] == {"slot": "microphone", "kind": "audio", "direction": "sendonly"}
+    assert {s["direction"] for s in ack["layout"][3:]} == {"recvonly"}
     assert ack["state"] == {
         "meeting_id": mid,
         "title": "Hội nghị trực tuyến thử nghiệm",
@@ -596,6 +618,8 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
             "has_floor": False,
             "muted": False,
             "hand_raised": False,
+            "receive": ack["state"]["you"]["receive"],
+            "publish": {"high": True, "low": True},
         },
         "sites": [],
         "queue": [],
@@ -616,7 +640,7 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
     assert ack["role"] == "site"
     assert ack["unit"] == "CM-NC-HR"
     assert [s["slot"] for s in ack["layout"]] == SITE_SLOTS
-    assert [s["kind"] for s in ack["layout"]] == ["video", "audio"] * 3
+    assert [s["kind"] for s in ack["layout"]] == ["video"] + ["video", "audio"] * 3
     assert "sites" not in ack["state"]
     assert "queue" not in ack["state"]
     assert "roster" not in ack["state"]  # a site does not see the others
@@ -628,6 +652,8 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
         "muted": False,
         "hand_raised": False,
         "head_count": None,
+        "receive": ack["state"]["you"]["receive"],
+        "publish": {"high": False, "low": False},
     }
 
     state = await chair.state_where(lambda s: len(s["sites"]) == 1, "the site is listed")

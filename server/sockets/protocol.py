@@ -55,6 +55,37 @@ class Devices(Event):
     camera_on: bool
 
 
+class ReceiveMode(Event):
+    """What this participant receives (rooms/tiers.py)."""
+
+    mode: Literal["auto", "high", "low", "lowest", "audio", "none"]
+
+
+MAX_COUNT = 10**12  # a cumulative counter of the browser's stats
+
+
+class SlotReport(Event):
+    """One receive slot's figures, as the browser's ``getStats()`` gives them (cumulative)."""
+
+    slot: Line = Field(min_length=1, max_length=32)
+    frames_decoded: int = Field(0, ge=0, le=MAX_COUNT)
+    frames_per_second: float = Field(0.0, ge=0, le=1000)
+    freeze_count: int = Field(0, ge=0, le=MAX_COUNT)
+    total_freezes_duration: float = Field(0.0, ge=0, le=10**9)
+    jitter_buffer_ms: float = Field(0.0, ge=0, le=600_000)
+    bytes_received: int = Field(0, ge=0, le=MAX_COUNT)
+    concealed_samples: int = Field(0, ge=0, le=MAX_COUNT)
+    total_samples_received: int = Field(0, ge=0, le=MAX_COUNT)
+
+
+class LinkReport(Event):
+    """The browser's view of its link, sent every 2 s (docs/protocol.md, ``link_stats``)."""
+
+    slots: list[SlotReport] = Field(default_factory=list, max_length=16)
+    bytes_received: int = Field(0, ge=0, le=MAX_COUNT)
+    rtt_ms: float | None = Field(None, ge=0, le=600_000)
+
+
 MAX_HEAD_COUNT = 100_000
 
 
@@ -104,6 +135,8 @@ EVENTS: dict[str, type[Event]] = {
     "roll_call_end": Empty,
     "roll_call_answer": RollCallAnswer,
     "call_site": CallSite,
+    "receive_mode": ReceiveMode,
+    "link_stats": LinkReport,
 }
 
 # events the node sends

@@ -31,6 +31,7 @@ from server.models import MeetingStatus, Role
 from server.sockets import sessions as socket_sessions
 from server.sockets.attendance_events import AttendanceEvents
 from server.sockets.guard import SocketGuard
+from server.sockets.link_events import LinkEvents
 from server.sockets.protocol import (
     EVENTS,
     Devices,
@@ -135,6 +136,7 @@ class MeetingNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "devices": self._devices,
             "leave": self._leave,
             **AttendanceEvents(self).handlers(),
+            **LinkEvents(self).handlers(),
         }
         assert set(self.handlers) == set(EVENTS), "every event needs a model and a handler"
 

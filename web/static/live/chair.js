@@ -11,7 +11,7 @@ import { LocalMedia } from "./media.js";
 import { commonUi, isLost, notice, overlay, showUpperLevel, status } from "./screen.js";
 import { Roster, queueRow, siteList } from "./sites.js";
 
-const CHAIR_BITRATE = 800_000;
+const CHAIR_BITRATE = 700_000; // the high tier (link.js)
 const WALL = 4;
 const root = byId("live");
 const meetingId = Number(root.dataset.meetingId);

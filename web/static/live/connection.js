@@ -5,7 +5,30 @@
 
 import { MediaLink } from "./link.js";
 import { Signaling } from "./signaling.js";
+import { LinkReporter } from "./stats.js";
 import { MediaWatch } from "./watch.js";
+
+// The receive mode chosen on this browser (rooms/tiers.py): a commune on a poor line picks
+// it once, and every meeting it joins from here starts with it.
+const MODE_KEY = "hoinghi.receive_mode";
+const MODES = new Set(["auto", "high", "low", "lowest", "audio", "none"]);
+
+export function savedMode() {
+  try {
+    const mode = window.localStorage.getItem(MODE_KEY);
+    return MODES.has(mode) ? mode : null;
+  } catch {
+    return null; // storage refused (private window): the node still keeps it per meeting
+  }
+}
+
+function saveMode(mode) {
+  try {
+    window.localStorage.setItem(MODE_KEY, mode);
+  } catch {
+    /* see savedMode */
+  }
+}
 
 const ENDED = new Set(["meeting_not_open", "meeting_ended"]);
 const PERMANENT = new Set(["not_invited", "meeting_not_found", "forbidden", "bad_request"]);
@@ -44,6 +67,14 @@ export class LiveConnection {
     this.silentTimer = null;
     this.lostShown = false;
     this.devices = { mic_on: true, camera_on: true };
+    this.reporter = null;
+  }
+
+  /** Receive another tier, audio only, or nothing; remembered on this browser. */
+  async setReceiveMode(mode) {
+    const ack = await this.sig.request("receive_mode", { mode });
+    if (ack.ok) saveMode(mode);
+    return ack;
   }
 
   start() {
@@ -124,6 +155,11 @@ export class LiveConnection {
       if (!answer.ok) return this.failed(answer);
       console.info("answer applied");
       this.sig.request("devices", this.devices);
+      this.reporter = new LinkReporter(link, (report) => this.sig.request("link_stats", report));
+      const saved = savedMode();
+      const receive = joined.state && joined.state.you && joined.state.you.receive;
+      if (saved && receive && receive.mode !== saved) this.sig.request("receive_mode", { mode: saved });
+      link.applyPublish(this.state && this.state.you && this.state.you.publish);
       this.armLinkTimer(link, CONNECT_TIMEOUT_MS);
     } catch (err) {
       console.error("join failed", err);
@@ -206,6 +242,7 @@ export class LiveConnection {
   onState(state) {
     if (!state || this.stopped) return;
     this.state = state;
+    if (this.link && state.you) this.link.applyPublish(state.you.publish);
     this.ui.state(state);
     if (state.status === "ended") this.onEnded();
   }
@@ -256,6 +293,8 @@ export class LiveConnection {
     clearTimeout(this.linkTimer);
     this.linkTimer = null;
     clearTimeout(this.silentTimer);
+    if (this.reporter) this.reporter.stop();
+    this.reporter = null;
     if (this.watch) this.watch.stop();
     this.watch = null;
     if (this.link) this.link.close();
@@ -276,6 +315,9 @@ export function exposeForTests(connection) {
     },
     get lost() {
       return connection.lostShown;
+    },
+    get lastReport() {
+      return connection.reporter ? connection.reporter.last : null;
     },
   };
 }

@@ -6,6 +6,13 @@ import { clear, showTrack } from "./media.js";
 
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const OFFER_TIMEOUT_MS = 30000;
+// The camera goes out in two tiers (docs/architecture.md, "Tiers"): "camera" about 640x360,
+// "camera.low" about 320x180 at 15 fps with VP8 temporal layers, whose base layer alone is
+// the node's "lowest" tier. Audio: Opus, in-band FEC and DTX (the node's answer asks for
+// them), at most 32 kbit/s.
+const HIGH_HEIGHT = 360;
+const LOW = { height: 180, maxBitrate: 120_000, maxFramerate: 15, scalabilityMode: "L1T2" };
+const AUDIO_BITRATE = 32_000;
 
 function iceGatheringDone(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -40,18 +47,62 @@ export class MediaLink {
       if (!this.closed) onState(this.pc.connectionState, this);
     });
     this.pc.addEventListener("track", (event) => this.onTrack(event));
+    this.local = local;
+    this.clones = [];
+    this.publishing = {};
     this.transceivers = layout.map((slot) => this.addSlot(slot, local));
   }
 
   addSlot(slot, local) {
-    if (slot.direction === "sendonly") {
-      const track = local.track(slot.kind);
-      if (track) {
-        return this.pc.addTransceiver(track, { direction: "sendonly", streams: [local.stream] });
-      }
-      return this.pc.addTransceiver(slot.kind, { direction: "sendonly" }); // no device: silent
+    if (slot.direction !== "sendonly") return this.pc.addTransceiver(slot.kind, { direction: "recvonly" });
+    let track = local.track(slot.kind);
+    if (!track) return this.pc.addTransceiver(slot.kind, { direction: "sendonly" }); // no device: silent
+    const init = { direction: "sendonly", streams: [local.stream] };
+    if (slot.kind === "audio") {
+      init.sendEncodings = [{ maxBitrate: AUDIO_BITRATE }];
+      return this.pc.addTransceiver(track, init);
     }
-    return this.pc.addTransceiver(slot.kind, { direction: "recvonly" });
+    const height = (track.getSettings && track.getSettings().height) || 720;
+    if (slot.slot.endsWith(".low")) {
+      track = local.clone("video"); // the same capture, its own sender
+      this.clones.push(track);
+      const low = {
+        maxBitrate: LOW.maxBitrate,
+        maxFramerate: LOW.maxFramerate,
+        scaleResolutionDownBy: Math.max(1, height / LOW.height),
+      };
+      try {
+        return this.pc.addTransceiver(track, { ...init, sendEncodings: [{ ...low, scalabilityMode: LOW.scalabilityMode }] });
+      } catch (err) {
+        console.warn("no temporal layers here:", err); // the node then has no lowest tier
+        return this.pc.addTransceiver(track, { ...init, sendEncodings: [low] });
+      }
+    }
+    const high = { scaleResolutionDownBy: Math.max(1, height / HIGH_HEIGHT) };
+    if (this.maxBitrate) high.maxBitrate = this.maxBitrate;
+    return this.pc.addTransceiver(track, { ...init, sendEncodings: [high] });
+  }
+
+  /** Send only the camera tiers the node needs now (state.you.publish): a commune's uplink
+   * is as poor as its downlink. A tier turned on starts with a keyframe. */
+  async applyPublish(publish) {
+    if (!publish || this.closed) return;
+    for (const [i, slot] of this.layout.entries()) {
+      if (slot.direction !== "sendonly" || slot.kind !== "video") continue;
+      const want = slot.slot.endsWith(".low") ? Boolean(publish.low) : Boolean(publish.high);
+      if (this.publishing[slot.slot] === want) continue;
+      this.publishing[slot.slot] = want;
+      const sender = this.transceivers[i].sender;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) continue;
+      for (const encoding of params.encodings) encoding.active = want;
+      try {
+        await sender.setParameters(params);
+      } catch (err) {
+        console.warn("setParameters", slot.slot, err);
+        delete this.publishing[slot.slot];
+      }
+    }
   }
 
   /** Offer, wait for the answer, apply it. Resolves to the offer's acknowledgement. */
@@ -67,7 +118,6 @@ export class MediaLink {
     const ack = await signaling.request("offer", { sdp: this.pc.localDescription.sdp }, OFFER_TIMEOUT_MS);
     if (!ack.ok || this.closed) return ack;
     await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
-    await this.limitBitrate();
     return ack;
   }
 
@@ -75,20 +125,6 @@ export class MediaLink {
     const slot = this.slotByMid.get(event.transceiver.mid);
     const el = slot && this.elements[slot];
     if (el) showTrack(el, event.track);
-  }
-
-  async limitBitrate() {
-    const index = this.layout.findIndex((s) => s.direction === "sendonly" && s.kind === "video");
-    const sender = index >= 0 ? this.transceivers[index].sender : null;
-    if (!sender || !sender.track || !this.maxBitrate) return;
-    const params = sender.getParameters();
-    if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
-    params.encodings[0].maxBitrate = this.maxBitrate;
-    try {
-      await sender.setParameters(params);
-    } catch (err) {
-      console.warn("setParameters", err);
-    }
   }
 
   midOf(slot) {
@@ -99,6 +135,7 @@ export class MediaLink {
     if (this.closed) return;
     this.closed = true;
     this.pc.close();
+    for (const track of this.clones) this.local.release(track);
     for (const el of Object.values(this.elements)) clear(el);
   }
 }

@@ -7,6 +7,7 @@ export class LocalMedia {
   constructor() {
     this.stream = new MediaStream();
     this.problem = null; // i18n key when a device is missing, else null
+    this.clones = new Set(); // copies sent as a second tier (link.js): they follow on/off
   }
 
   /** Ask for camera and microphone; fall back to one of them, then to neither. */
@@ -39,14 +40,32 @@ export class LocalMedia {
     return this.stream.getTracks().find((track) => track.kind === kind) || null;
   }
 
+  /** A copy of a device's track for a second sender; stopped with the link that sends it. */
+  clone(kind) {
+    const track = this.track(kind);
+    if (!track) return null;
+    const copy = track.clone();
+    this.clones.add(copy);
+    copy.addEventListener("ended", () => this.clones.delete(copy));
+    return copy;
+  }
+
+  release(copy) {
+    copy.stop();
+    this.clones.delete(copy);
+  }
+
   /** Mute or unmute a device without renegotiating (the track sends silence / black). */
   setEnabled(kind, on) {
     const track = this.track(kind);
     if (track) track.enabled = on;
+    for (const copy of this.clones) if (copy.kind === kind) copy.enabled = on;
   }
 
   stop() {
     for (const track of this.stream.getTracks()) track.stop();
+    for (const copy of this.clones) copy.stop();
+    this.clones.clear();
   }
 }
 

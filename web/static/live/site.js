@@ -50,8 +50,21 @@ function showState(state) {
   hand.classList.toggle("is-raised", Boolean(you.hand_raised));
   hand.dataset.raised = you.hand_raised ? "1" : "0";
 
+  showReception(you.receive);
   headCount.show(state);
   rollCall.show(state);
+}
+
+/** The receive mode picker and, below it, what arrives and how the line is judged. */
+function showReception(receive) {
+  if (!receive) return;
+  const picker = byId("rx-mode");
+  if (document.activeElement !== picker && !picker.disabled) picker.value = receive.mode;
+  const tier = receive.tier || (receive.mode === "none" ? "none" : "audio");
+  const tierText = t(`tier_${tier}`);
+  const qualityText = t(`q_${receive.quality || "unknown"}`);
+  byId("rx-status").textContent = t("rx_now", { tier: tierText, quality: qualityText });
+  byId("rx-line").dataset.quality = receive.quality || "unknown";
 }
 
 async function main() {
@@ -94,6 +107,12 @@ async function main() {
   wireDeviceButtons(connection, local);
   wireSoundButton();
   wireLeaveButton(connection);
+
+  const picker = byId("rx-mode");
+  picker.addEventListener("change", async () => {
+    const ack = await busy(picker, () => connection.setReceiveMode(picker.value));
+    if (!ack.ok) notice(t("action_failed", { message: errorText(ack) }), { transient: true });
+  });
 
   const hand = byId("btn-hand");
   hand.addEventListener("click", async () => {

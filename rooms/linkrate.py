@@ -1,0 +1,286 @@
+"""What each receiver's link carries, and the watch that keeps it on that tier.
+
+A ``LinkEstimate`` per participant link reads what the node already gets back: the RTCP
+receiver reports of its senders (fraction lost, and the round trip aiortc measures from them),
+REMB where the browser sends it, and the page's own report every 2 s (``link_stats``: frames
+decoded, freezes). From these it calls the link *good*, *fair* or *poor* and, for a receiver
+in ``auto``, picks its tier (rooms/tiers.py):
+
+- **down at once**: trouble (loss of 10% or more, a round trip 250 ms above the link's own
+  lowest, REMB under what is being sent, or a freeze the page reported) on two ticks in a row,
+  or one tick of severe trouble, moves the receiver one tier down; a tier change needs a
+  keyframe, so the estimate then waits ``SETTLE`` s before it judges again;
+- **up slowly**: after ``hold`` seconds without trouble it tries the tier above; trouble
+  within ``TRIAL`` s of a try sends it back and doubles ``hold`` (up to ``HOLD_MAX``), a try
+  that holds halves it again. So a link that cannot carry a tier stops trying it often
+  (hysteresis: no flapping), and one that can gets there within seconds.
+
+The ``TierWatch`` runs every ``TICK`` s while the meeting lasts: it updates every estimate
+and re-routes the meeting, so a tier that began or stopped arriving is also followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rooms.router import Feedback
+from rooms.tiers import HIGH, LOW, LOWEST, TIERS
+
+if TYPE_CHECKING:
+    from rooms.meeting import LiveMeeting, Participant
+
+log = logging.getLogger(__name__)
+
+TICK = 0.5
+FRESH = 3.0  # a report older than this says nothing of the link now
+LOSS_TROUBLE = 0.10
+LOSS_SEVERE = 0.20
+LOSS_FAIR = 0.02
+RTT_TROUBLE = 0.25  # seconds above the lowest round trip of the last RTT_WINDOW
+RTT_SEVERE = 0.40
+RTT_FAIR = 0.10
+RTT_WINDOW = 30.0
+REMB_TROUBLE = 0.85  # the receiver estimates less than this share of what it is sent
+HOLD_FIRST = 4.0
+HOLD_MAX = 64.0
+TRIAL = 5.0
+SETTLE = 1.5
+
+GOOD, FAIR, POOR, UNKNOWN = "good", "fair", "poor", "unknown"
+
+
+@dataclass
+class ClientFigures:
+    """The page's latest ``link_stats`` and what changed since the one before."""
+
+    at: float = 0.0
+    freezes: int = 0  # cumulative, over the receive slots
+    freeze_seconds: float = 0.0
+    new_freezes: int = 0
+    fps: float = 0.0  # the best program video slot's frame rate
+    concealed: int = 0
+    samples: int = 0
+    audio_played: float | None = None  # share of audio samples played since the last report
+
+
+class LinkEstimate:
+    """One participant link's state, as the node judges it from what comes back."""
+
+    def __init__(self, now: float) -> None:
+        self.tier = LOW  # a new link starts low and proves the tiers above
+        self.quality = UNKNOWN
+        self.reason = ""
+        self.loss = 0.0
+        self.rtt: float | None = None
+        self.remb_kbit: float | None = None
+        self.sent_kbit = 0.0
+        self.client = ClientFigures()
+        self.hold = HOLD_FIRST
+        self.calm_since = now
+        self.settle_until = now
+        self.trial_until = 0.0
+        self.changes = 0
+        self._troubled_ticks = 0
+        self._rtts: deque[tuple[float, float]] = deque()
+        self._sent_bytes: int | None = None
+        self._sent_at = now
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def client_report(self, report: Any, now: float) -> None:
+        """A ``link_stats`` report (server/sockets/protocol.py ``LinkReport``)."""
+        video = [s for s in report.slots if s.frames_decoded or s.frames_per_second]
+        freezes = sum(s.freeze_count for s in report.slots)
+        seconds = sum(s.total_freezes_duration for s in report.slots)
+        concealed = sum(s.concealed_samples for s in report.slots)
+        samples = sum(s.total_samples_received for s in report.slots)
+        before = self.client
+        new = freezes - before.freezes if before.at and freezes >= before.freezes else 0
+        played: float | None = None
+        if before.at and samples > before.samples:
+            lost = max(0, concealed - before.concealed)
+            played = max(0.0, 1 - lost / (samples - before.samples))
+        self.client = ClientFigures(
+            at=now,
+            freezes=freezes,
+            freeze_seconds=seconds,
+            new_freezes=new,
+            fps=max((s.frames_per_second for s in video), default=0.0),
+            concealed=concealed,
+            samples=samples,
+            audio_played=played,
+        )
+
+    def _read(self, feedbacks: Iterable[Feedback], sent_bytes: int, now: float) -> None:
+        fresh = [f for f in feedbacks if now - f.report_at < FRESH and f.reports]
+        self.loss = max((f.loss for f in fresh), default=0.0)
+        rtts = [f.rtt for f in fresh if f.rtt is not None]
+        self.rtt = max(rtts) if rtts else None
+        if self.rtt is not None:
+            self._rtts.append((now, self.rtt))
+        while self._rtts and now - self._rtts[0][0] > RTT_WINDOW:
+            self._rtts.popleft()
+        rembs = [f.remb_kbit for f in feedbacks if f.remb_at and now - f.remb_at < FRESH]
+        self.remb_kbit = min(rembs) if rembs else None
+        if self._sent_bytes is not None and now > self._sent_at:
+            kbit = (sent_bytes - self._sent_bytes) * 8 / 1000 / (now - self._sent_at)
+            self.sent_kbit = 0.5 * self.sent_kbit + 0.5 * max(0.0, kbit)
+        self._sent_bytes, self._sent_at = sent_bytes, now
+        self._fresh = bool(fresh) or self.remb_kbit is not None
+
+    @property
+    def rtt_inflation(self) -> float:
+        if self.rtt is None or not self._rtts:
+            return 0.0
+        return max(0.0, self.rtt - min(r for _, r in self._rtts))
+
+    # -- the judgement ----------------------------------------------------------------------
+
+    def _trouble(self, now: float) -> tuple[int, str]:
+        """0 none, 1 trouble, 2 severe; and why, in a few words for the log."""
+        client_fresh = self.client.at and now - self.client.at < FRESH
+        if client_fresh and self.client.new_freezes:
+            return 2, "freeze"
+        if self.loss >= LOSS_SEVERE:
+            return 2, f"loss {self.loss:.0%}"
+        inflation = self.rtt_inflation
+        if inflation >= RTT_SEVERE:
+            return 2, f"delay +{inflation * 1000:.0f} ms"
+        if self.loss >= LOSS_TROUBLE:
+            return 1, f"loss {self.loss:.0%}"
+        if inflation >= RTT_TROUBLE:
+            return 1, f"delay +{inflation * 1000:.0f} ms"
+        remb = self.remb_kbit
+        if remb is not None and self.sent_kbit > 50 and remb < REMB_TROUBLE * self.sent_kbit:
+            return 1, f"estimate {remb:.0f} < sent {self.sent_kbit:.0f} kbit/s"
+        return 0, ""
+
+    def update(self, feedbacks: Iterable[Feedback], sent_bytes: int, now: float) -> bool:
+        """Take the latest figures; True when the tier or the quality changed."""
+        before = (self.tier, self.quality)
+        self._read(feedbacks, sent_bytes, now)
+        level, why = self._trouble(now)
+        if level:
+            self._troubled_ticks += 1
+            self.calm_since = now
+            self.reason = why
+        else:
+            self._troubled_ticks = 0
+        if level == 2 or (level and not self._fresh):
+            self.quality = POOR
+        elif level or self.loss >= LOSS_FAIR or self.rtt_inflation >= RTT_FAIR:
+            self.quality = POOR if level else FAIR
+        elif self._fresh or self.client.at:
+            self.quality = GOOD
+        if now >= self.settle_until:
+            if level == 2 or self._troubled_ticks >= 2:
+                self._down(now)
+            elif now - self.calm_since >= self.hold and self.tier != HIGH:
+                self._up(now)
+            elif self.trial_until and now > self.trial_until:
+                self.trial_until = 0.0
+                self.hold = max(HOLD_FIRST, self.hold / 2)  # the try held
+        return (self.tier, self.quality) != before
+
+    def _down(self, now: float) -> None:
+        index = TIERS.index(self.tier)
+        if index == len(TIERS) - 1:
+            return
+        if self.trial_until and now <= self.trial_until:
+            self.hold = min(HOLD_MAX, self.hold * 2)  # the try failed
+        self.trial_until = 0.0
+        self.tier = TIERS[index + 1]
+        self._changed(now, f"down to {self.tier}: {self.reason}")
+
+    def _up(self, now: float) -> None:
+        self.tier = TIERS[TIERS.index(self.tier) - 1]
+        self.trial_until = now + TRIAL
+        self.calm_since = now
+        self._changed(now, f"trying {self.tier}")
+
+    def _changed(self, now: float, why: str) -> None:
+        self.changes += 1
+        self.settle_until = now + SETTLE
+        self._troubled_ticks = 0
+        self._rtts.clear()  # the new tier's own round trips from now on
+        log.info("link %s (hold %.0f s)", why, self.hold)
+
+    def public(self) -> dict[str, Any]:
+        client = self.client
+        return {
+            "quality": self.quality,
+            "kbit": round(self.sent_kbit),
+            "loss_pct": round(self.loss * 100, 1),
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000),
+            "fps": round(client.fps, 1),
+            "freezes": client.freezes,
+            "audio_played_pct": (
+                None if client.audio_played is None else round(client.audio_played * 100, 1)
+            ),
+        }
+
+
+def sent_bytes(participant: Participant) -> int:
+    peer = participant.peer
+    if peer is None:
+        return 0
+    return sum(c.bytes_sent for c in peer.consumers.values())
+
+
+def feedbacks(participant: Participant) -> list[Feedback]:
+    peer = participant.peer
+    if peer is None:
+        return []
+    return [c.feedback for c in peer.consumers.values() if c.producer is not None]
+
+
+class TierWatch:
+    """One per live meeting; started with its first participant, stopped with the meeting."""
+
+    def __init__(self, meeting: LiveMeeting) -> None:
+        self.meeting = meeting
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        meeting = self.meeting
+        while not meeting.ended:
+            await asyncio.sleep(TICK)
+            try:
+                self.tick(time.monotonic())
+            except Exception:  # a bug here must not stop the watch of every later tick
+                log.exception("meeting %s: the tier watch failed", meeting.meeting_id)
+
+    def tick(self, now: float) -> None:
+        meeting = self.meeting
+        changed = False
+        for participant in (meeting.chair, *meeting.sites.values()):
+            if participant is None or participant.peer is None:
+                continue
+            estimate = participant.estimate
+            if estimate.update(feedbacks(participant), sent_bytes(participant), now):
+                changed = True
+                participant.auto_tier = estimate.tier
+        meeting.route()
+        if changed:
+            meeting.changed()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+__all__ = ["HIGH", "LOW", "LOWEST", "LinkEstimate", "TierWatch"]
