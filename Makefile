@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOINGHI := $(BIN)/hoinghi
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run demo-nodes test lint types pytest setup setup-test clean
+.PHONY: run demo-nodes test lint types pytest setup setup-test netshape-tools clean
 
 run: $(VENV)/.run-installed node_modules/.installed
 	$(HOINGHI) migrate
@@ -19,7 +19,7 @@ demo-nodes: $(VENV)/.run-installed node_modules/.installed
 	$(HOINGHI) demo --nodes 3
 
 setup: $(VENV)/.run-installed node_modules/.installed
-setup-test: $(VENV)/.test-installed node_modules/.installed chromium
+setup-test: $(VENV)/.test-installed node_modules/.installed chromium netshape-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,19 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "chromium is missing: run 'sudo apt-get install chromium'"; exit 1; \
+	  fi; \
+	fi
+
+# Shaped-link tests (tests/netshape.py) build namespaces with ip/tc (iproute2) and drop
+# packets with nft (nftables); install them when missing. They need root, so without root
+# a missing tool is only a note: those tests skip (or fail with HOINGHI_REQUIRE_SERVICES=1).
+netshape-tools:
+	@export PATH="$$PATH:/usr/sbin:/sbin"; \
+	if ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null; \
+	  else \
+	    echo "note: nft/ip/tc missing ('sudo apt-get install nftables iproute2'): shaped-link tests will skip"; \
 	  fi; \
 	fi
 

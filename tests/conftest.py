@@ -32,6 +32,9 @@ from server.db import create_engine, migrate
 from server.demo.tree import DEMO_PASSWORD, seed_demo
 from server.state import CTX
 
+# The shaped_link fixture (a site behind a real poor link), for any test module.
+pytest_plugins = ("tests.netshape",)
+
 CHROMIUM = os.environ.get("HOINGHI_CHROMIUM", "/usr/bin/chromium")
 TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots, logs
 PG_URL = os.environ.get("HOINGHI_TEST_PG", "postgresql+asyncpg://root@127.0.0.1:5432/test")
