@@ -228,7 +228,8 @@ async def test_receive_modes_pick_tiers_and_survive_a_rejoin(node: Node) -> None
     # A new link starts on the low tier (auto proves the tiers above first).
     await wait_for(lambda: size() == LOW_SIZE, 20, "the low tier")
     ack = await site.call("receive_mode", {"mode": "high"})
-    assert ack["ok"] and ack["receive"]["mode"] == "high", ack
+    assert ack["ok"], ack
+    assert ack["receive"]["mode"] == "high", ack
     await wait_for(lambda: size() == HIGH_SIZE, 20, "the high tier")
     # Audio only: no video reaches the site, the chair's voice still does.
     assert (await site.call("receive_mode", {"mode": "audio"}))["ok"]

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 from aiohttp import web
@@ -59,6 +59,22 @@ class RelayOffer(Event):
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
 
 
+class ReceptionReport(BaseModel):
+    """What a site below receives and how its node judges its link (rooms/linkrate.py)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: Literal["auto", "high", "low", "lowest", "audio", "none"] = "auto"
+    tier: Literal["high", "low", "lowest"] | None = None
+    quality: Literal["good", "fair", "poor", "unknown"] = "unknown"
+    kbit: int = Field(0, ge=0, le=10**7)
+    loss_pct: float = Field(0.0, ge=0, le=100)
+    rtt_ms: int | None = Field(None, ge=0, le=600_000)
+    fps: float = Field(0.0, ge=0, le=1000)
+    freezes: int = Field(0, ge=0, le=10**12)
+    audio_played_pct: float | None = Field(None, ge=0, le=100)
+
+
 class SiteReport(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -72,6 +88,7 @@ class SiteReport(BaseModel):
     mic_on: bool = True
     camera_on: bool = True
     online: bool = True  # false: a node between the reporter and the site went silent
+    receive: ReceptionReport | None = None
 
 
 class Presence(Event):
