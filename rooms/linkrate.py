@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK = 0.5
+FIGURES_EVERY = 4  # ticks: the monitoring wall's figures are pushed every 2 s when they moved
 FRESH = 3.0  # a report older than this says nothing of the link now
 LOSS_TROUBLE = 0.10
 LOSS_SEVERE = 0.20
@@ -247,6 +248,8 @@ class TierWatch:
     def __init__(self, meeting: LiveMeeting) -> None:
         self.meeting = meeting
         self._task: asyncio.Task[None] | None = None
+        self._ticks = 0
+        self._figures: dict[str, dict[str, Any]] = {}
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -272,6 +275,12 @@ class TierWatch:
                 changed = True
                 participant.auto_tier = estimate.tier
         meeting.route()
+        self._ticks += 1
+        if self._ticks % FIGURES_EVERY == 0:
+            figures = {p.key: p.estimate.public() for p in meeting.sites.values()}
+            if figures != self._figures:
+                self._figures = figures
+                changed = True  # the chair's wall and the level above see them
         if changed:
             meeting.changed()
 

@@ -583,7 +583,10 @@ class LiveMeeting:
             },
         }
         if viewer.role != RELAY:
-            state["you"]["receive"] = self.reception(viewer)
+            # Its own tier and quality only: the figures change every tick, and a state
+            # pushed to every site every 2 s would cost a commune's line more than it says.
+            receive = self.reception(viewer)
+            state["you"]["receive"] = {k: receive[k] for k in ("mode", "tier", "quality")}
             state["you"]["publish"] = self.publishing(viewer)
         roll_call = self.roll_call
         if roll_call is not None:
