@@ -43,9 +43,10 @@ def vp8_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def vp8_temporal_id(payload: bytes) -> int | None:
-    """The temporal layer (TID) in a VP8 payload descriptor (RFC 7741 4.2), or None when the
-    publisher sends no temporal layers. Malformed descriptors read as None."""
+def vp8_temporal(payload: bytes) -> tuple[int, int] | None:
+    """The temporal layer (TID) in a VP8 payload descriptor (RFC 7741 4.2) and the whole
+    T/TID/Y/KEYIDX byte, or None when the publisher sends no temporal layers. A malformed
+    descriptor reads as None."""
     if len(payload) < 2 or not payload[0] & 0x80:
         return None
     ext = payload[1]
@@ -60,7 +61,29 @@ def vp8_temporal_id(payload: bytes) -> int | None:
         pos += 1
     if len(payload) <= pos:
         return None
-    return payload[pos] >> 6
+    return payload[pos] >> 6, payload[pos]
+
+
+def vp8_temporal_id(payload: bytes) -> int | None:
+    found = vp8_temporal(payload)
+    return None if found is None else found[0]
+
+
+VP8_PACKET_MAX = 1300  # payload bytes per packet, as aiortc's own packetizer
+
+
+def vp8_layered_payloads(data: bytes, picture_id: int, tl0picidx: int, tk: int) -> list[bytes]:
+    """A layered frame's RTP payloads: the descriptor carries our picture id, the base
+    layer's index (TL0PICIDX) and the publisher's TID/Y/KEYIDX byte, so a node below can
+    make the lowest tier too, and a browser knows each frame's layer."""
+    pid = picture_id & 0x7FFF
+    rest = bytes((0xE0, 0x80 | (pid >> 8), pid & 0xFF, tl0picidx & 0xFF, tk))
+    first, others = bytes((0x90,)) + rest, bytes((0x80,)) + rest
+    size = VP8_PACKET_MAX - len(first)
+    return [
+        (first if pos == 0 else others) + data[pos : pos + size]
+        for pos in range(0, max(1, len(data)), size)
+    ]
 
 
 def vp8_starts_frame(payload: bytes) -> bool:
@@ -81,8 +104,11 @@ class EncodedFrame:
     # VP8 temporal layer (0 = base), None when the publisher sends none (rooms/tiers.py)
     layer: int | None = None
     # Counter of its producer's base-layer frames: the picture ids of the ``lowest`` tier,
-    # which forwards only layer 0 and must number its pictures without gaps.
+    # which forwards only layer 0 and must number its pictures without gaps; and for every
+    # layered frame the count at its base frame (TL0PICIDX) and the publisher's T/K byte.
     base_index: int | None = None
+    tl0: int = 0
+    tk: int = 0
     _payloads: list[bytes] | None = None
     _base_payloads: list[bytes] | None = None
 
@@ -98,7 +124,9 @@ class EncodedFrame:
                 self._base_payloads = Vp8Encoder._packetize(self.data, self.base_index % (1 << 15))
             return self._base_payloads
         if self._payloads is None:
-            if self.kind == "video":
+            if self.kind == "video" and self.layer is not None:
+                self._payloads = vp8_layered_payloads(self.data, self.index, self.tl0, self.tk)
+            elif self.kind == "video":
                 self._payloads = Vp8Encoder._packetize(self.data, self.index % (1 << 15))
             else:
                 self._payloads = [self.data]
@@ -238,14 +266,14 @@ class FrameAssembler:
             seq = self._next
             parts: list[bytes] = []
             timestamp: int | None = None
-            layer: int | None = None
+            temporal: tuple[int, int] | None = None
             while True:
                 pkt = self._pending.get(seq)
                 if pkt is None:
                     return  # incomplete: wait for the missing packet (NACK may bring it)
                 if timestamp is None:
                     timestamp = pkt.timestamp
-                    layer = vp8_temporal_id(pkt.payload)
+                    temporal = vp8_temporal(pkt.payload)
                 elif pkt.timestamp != timestamp:
                     # A new frame began without a marker on the last one: end it here.
                     break
@@ -266,7 +294,7 @@ class FrameAssembler:
                 self.on_keyframe_needed()
                 continue
             self._need_keyframe = False
-            self._emit(data, timestamp, keyframe, layer)
+            self._emit(data, timestamp, keyframe, temporal)
 
     def _give_up_gap(self) -> None:
         """Drop what is stuck behind the first missing packet and wait for a keyframe."""
@@ -286,7 +314,11 @@ class FrameAssembler:
         self._gap_since = None
 
     def _emit(
-        self, data: bytes, rtp_timestamp: int, keyframe: bool, layer: int | None = None
+        self,
+        data: bytes,
+        rtp_timestamp: int,
+        keyframe: bool,
+        temporal: tuple[int, int] | None = None,
     ) -> None:
         frame = EncodedFrame(
             kind=self.kind,
@@ -294,7 +326,8 @@ class FrameAssembler:
             pts=self._pts(rtp_timestamp),
             keyframe=keyframe,
             index=self.frames_out,
-            layer=layer,
+            layer=None if temporal is None else temporal[0],
+            tk=0 if temporal is None else temporal[1],
         )
         self.frames_out += 1
         self.on_frame(frame)

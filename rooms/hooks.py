@@ -7,6 +7,7 @@ checks them before it serves and refuses to start, naming the version found, if 
 from __future__ import annotations
 
 import asyncio
+import copy
 import errno
 import inspect
 import re
@@ -65,6 +66,8 @@ def check_aiortc_hooks() -> None:
     handle_rtp = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
     if "self.__jitter_buffer = JitterBuffer" not in receiver_init:
         problems.append("RTCRtpReceiver.__jitter_buffer")
+    if "self.__remote_bitrate_estimator is not None" not in handle_rtp:
+        problems.append("RTCRtpReceiver.__remote_bitrate_estimator")
     if "self.__jitter_buffer.add(packet)" not in handle_rtp:
         problems.append("RTCRtpReceiver._handle_rtp_packet feeding the jitter buffer")
     if not hasattr(RTCRtpReceiver, "_send_rtcp_pli"):
@@ -160,10 +163,22 @@ def attach_producer(receiver: RTCRtpReceiver, producer: Producer) -> None:
     receiver._RTCRtpReceiver__jitter_buffer = producer.assembler  # type: ignore[attr-defined]
 
 
+def quiet_remb(receiver: RTCRtpReceiver) -> None:
+    """Send a publishing browser no REMB. aiortc's receive-side estimator lets the estimate
+    grow only with what arrives (at most 1.5 times it), and a camera that sends little
+    (a still picture, a slow start) is then held there: measured, a chair's browser stayed
+    at 40-140 kbit/s for both tiers. Without REMB (and without transport-cc, which aiortc
+    lacks) the browser's own loss-based control sets its rate, up to each tier's
+    ``maxBitrate``. A forwarding node has nothing to gain from throttling a publisher:
+    each receiver's link is served by the tiers instead."""
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
 def attach_consumer(sender: RTCRtpSender, consumer: Consumer) -> None:
     """Make ``sender`` send ``consumer``'s frames as they are, and pass its PLIs upstream."""
     sender._RTCRtpSender__encoder = Packer(consumer)  # type: ignore[attr-defined]
     sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+    consumer.sender = sender
     _keep_receiver_reports(sender, consumer)
     if not getattr(sender, "_RTCRtpSender__started", True):
         # send() has not started the RTP task yet: it will start the forwarding loop instead.
@@ -445,12 +460,19 @@ class _ForwardingSender:
             raise RuntimeError("abs-send-time is not three bytes of the extension block")
         self.ext_prefix, self.ext_suffix = low[: diff[0]], low[diff[0] + 3 :]
 
-    def send_frame(self, payloads: list[bytes], timestamp: int, audio_level: int | None) -> None:
-        """Send one frame's payloads, as the body of aiortc's RTP loop does."""
+    def send_frame(
+        self,
+        payloads: list[bytes],
+        timestamp: int,
+        audio_level: int | None,
+        payload_type: int | None = None,
+    ) -> None:
+        """Send one frame's payloads, as the body of aiortc's RTP loop does (in
+        ``payload_type`` when given: RED audio, rooms/router.py ``Packer.pack_forwarded``)."""
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
         ssrc = self.sender._ssrc
         send_rtp = self.sender.transport._send_rtp
-        payload_type = self.payload_type
+        payload_type = self.payload_type if payload_type is None else payload_type
         history = self.history
         mid = self.mid
         last = len(payloads) - 1
@@ -519,9 +541,9 @@ class _ForwardingSender:
                     raise MediaStreamError
                 if not self.sender._enabled:
                     return
-                payloads, timestamp = encoder.pack(item)
+                payloads, timestamp, payload_type = encoder.pack_forwarded(item)
                 if payloads:
-                    self.send_frame(payloads, timestamp, None)
+                    self.send_frame(payloads, timestamp, None, payload_type)
             except Exception as exc:
                 # This sender's task ends on it, as in aiortc; the producer's other
                 # consumers never see it.
@@ -608,6 +630,27 @@ def restrict_codecs(transceiver: RTCRtpTransceiver) -> bool:
     ]
     transceiver._codecs = keep
     return True
+
+
+RED_MIME = "audio/red"
+
+
+def offer_red(transceiver: RTCRtpTransceiver, offered: list[Any]) -> int | None:
+    """Keep RED (RFC 2198) on an audio section the node sends on, when the browser offered
+    it over the Opus kept: the node can then add redundancy for a lossy link without
+    re-encoding. Returns RED's payload type, or None."""
+    codecs: list[Any] = transceiver._codecs
+    opus = next((c for c in codecs if c.mimeType.lower() == AUDIO_MIME), None)
+    if opus is None:
+        return None
+    for codec in offered:
+        if codec.mimeType.lower() != RED_MIME or codec.clockRate != opus.clockRate:
+            continue
+        if list(codec.parameters) != [f"{opus.payloadType}/{opus.payloadType}"]:
+            continue
+        codecs.append(copy.deepcopy(codec))
+        return int(codec.payloadType)
+    return None
 
 
 def encoder_of(sender: RTCRtpSender) -> Any:

@@ -10,10 +10,13 @@ in ``auto``, picks its tier (rooms/tiers.py):
   lowest, REMB under what is being sent, or a freeze the page reported) on two ticks in a row,
   or one tick of severe trouble, moves the receiver one tier down; a tier change needs a
   keyframe, so the estimate then waits ``SETTLE`` s before it judges again;
-- **up slowly**: after ``hold`` seconds without trouble it tries the tier above; trouble
-  within ``TRIAL`` s of a try sends it back and doubles ``hold`` (up to ``HOLD_MAX``), a try
-  that holds halves it again. So a link that cannot carry a tier stops trying it often
-  (hysteresis: no flapping), and one that can gets there within seconds.
+- **up slowly**: after ``hold`` seconds without trouble it first probes the link at the
+  rate the tier above would add (rooms/linkprobe.py): trouble while probing, or in the
+  ``PROBE_LISTEN`` s after, keeps the tier and doubles ``hold`` (up to ``HOLD_MAX``); a clean
+  probe moves it up. Trouble within ``TRIAL`` s of the move sends it back and doubles
+  ``hold`` too; a try that holds halves it again. So a link that cannot carry a tier stops
+  trying it often (hysteresis: no flapping) and never freezes for a try, and one that can
+  gets there within seconds.
 
 The ``TierWatch`` runs every ``TICK`` s while the meeting lasts: it updates every estimate
 and re-routes the meeting, so a tier that began or stopped arriving is also followed.
@@ -30,8 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rooms.router import Feedback
-from rooms.tiers import HIGH, LOW, LOWEST, TIERS
+from rooms.linkprobe import PROBE_SECONDS, can_probe, probe
+from rooms.router import Consumer, Feedback
+from rooms.tiers import HIGH, LOW, LOWEST, TIERS, Tiers
 
 if TYPE_CHECKING:
     from rooms.meeting import LiveMeeting, Participant
@@ -53,6 +57,14 @@ HOLD_FIRST = 4.0
 HOLD_MAX = 64.0
 TRIAL = 5.0
 SETTLE = 1.5
+PROBE_LISTEN = 1.5  # seconds after a probe for its receiver reports and REMB to come back
+PROBE_MIN = 40.0  # kbit/s: a tier that adds less is simply tried
+PROBE_MARGIN = 1.2
+# Audio redundancy (RED, rooms/router.py): on from this loss, off after RED_CALM s below
+# RED_OFF. It doubles the audio's payload, so a clean line does not pay for it.
+RED_ON = 0.02
+RED_OFF = 0.005
+RED_CALM = 15.0
 
 GOOD, FAIR, POOR, UNKNOWN = "good", "fair", "poor", "unknown"
 
@@ -87,6 +99,11 @@ class LinkEstimate:
         self.calm_since = now
         self.settle_until = now
         self.trial_until = 0.0
+        self.probing_until = 0.0
+        self.probe_request: float | None = None  # kbit/s the watch should probe with
+        self.probes = 0
+        self.redundant = False
+        self._lossy_at = 0.0
         self.changes = 0
         self._troubled_ticks = 0
         self._rtts: deque[tuple[float, float]] = deque()
@@ -136,6 +153,17 @@ class LinkEstimate:
         self._sent_bytes, self._sent_at = sent_bytes, now
         self._fresh = bool(fresh) or self.remb_kbit is not None
 
+    def _redundancy(self, now: float) -> None:
+        played = self.client.audio_played
+        client_fresh = self.client.at and now - self.client.at < FRESH
+        if self.loss >= RED_ON or (client_fresh and played is not None and played < 0.99):
+            self._lossy_at = now
+            self.redundant = True
+        elif self.loss >= RED_OFF:
+            self._lossy_at = now
+        elif self.redundant and now - self._lossy_at > RED_CALM:
+            self.redundant = False
+
     @property
     def rtt_inflation(self) -> float:
         if self.rtt is None or not self._rtts:
@@ -163,10 +191,20 @@ class LinkEstimate:
             return 1, f"estimate {remb:.0f} < sent {self.sent_kbit:.0f} kbit/s"
         return 0, ""
 
-    def update(self, feedbacks: Iterable[Feedback], sent_bytes: int, now: float) -> bool:
-        """Take the latest figures; True when the tier or the quality changed."""
+    def update(
+        self,
+        feedbacks: Iterable[Feedback],
+        sent_bytes: int,
+        now: float,
+        costs: dict[str, float] | None = None,
+        can_probe: bool = False,
+    ) -> bool:
+        """Take the latest figures; True when the tier or the quality changed. ``costs``:
+        kbit/s of the receiver's program in each tier now; ``can_probe``: the watch can
+        probe its link (else a tier above is simply tried)."""
         before = (self.tier, self.quality)
         self._read(feedbacks, sent_bytes, now)
+        self._redundancy(now)
         level, why = self._trouble(now)
         if level:
             self._troubled_ticks += 1
@@ -180,11 +218,31 @@ class LinkEstimate:
             self.quality = POOR if level else FAIR
         elif self._fresh or self.client.at:
             self.quality = GOOD
-        if now >= self.settle_until:
+        if level and self.probing_until:
+            # The probe found the line full: keep the tier, wait longer, let the queue drain.
+            self.probing_until = 0.0
+            self.hold = min(HOLD_MAX, self.hold * 2)
+            self.settle_until = now + SETTLE
+            self._troubled_ticks = 0
+            log.info("link probe for %s failed (%s); hold %.0f s", self._above(), why, self.hold)
+        elif now >= self.settle_until:
             if level == 2 or self._troubled_ticks >= 2:
                 self._down(now)
             elif now - self.calm_since >= self.hold and self.tier != HIGH:
-                self._up(now)
+                if self.probing_until:
+                    if now >= self.probing_until:
+                        self.probing_until = 0.0
+                        self._up(now)  # the probe passed
+                else:
+                    extra = 0.0
+                    if costs:
+                        extra = costs.get(self._above(), 0.0) - costs.get(self.tier, 0.0)
+                    if can_probe and extra > PROBE_MIN:
+                        self.probe_request = extra * PROBE_MARGIN
+                        self.probing_until = now + PROBE_SECONDS + PROBE_LISTEN
+                        self.probes += 1
+                    else:
+                        self._up(now)
             elif self.trial_until and now > self.trial_until:
                 self.trial_until = 0.0
                 self.hold = max(HOLD_FIRST, self.hold / 2)  # the try held
@@ -200,8 +258,11 @@ class LinkEstimate:
         self.tier = TIERS[index + 1]
         self._changed(now, f"down to {self.tier}: {self.reason}")
 
+    def _above(self) -> str:
+        return TIERS[max(0, TIERS.index(self.tier) - 1)]
+
     def _up(self, now: float) -> None:
-        self.tier = TIERS[TIERS.index(self.tier) - 1]
+        self.tier = self._above()
         self.trial_until = now + TRIAL
         self.calm_since = now
         self._changed(now, f"trying {self.tier}")
@@ -242,6 +303,25 @@ def feedbacks(participant: Participant) -> list[Feedback]:
     return [c.feedback for c in peer.consumers.values() if c.producer is not None]
 
 
+def _cost(videos: list[Tiers], tier: str, now: float) -> float:
+    """kbit/s of these program videos in ``tier``, as their producers carry them now."""
+    total = 0.0
+    for video in videos:
+        producer, base = video.pick(tier, now)
+        if producer is not None:
+            total += (producer.base_rate if base else producer.rate).kbit(now)
+    return total
+
+
+def _probe_sender(consumers: dict[str, Consumer]) -> Any:
+    """A sender of the participant's program video that can carry a probe."""
+    for name in ("chair.video", "floor.video"):
+        consumer = consumers.get(name)
+        if consumer is not None and consumer.producer is not None and can_probe(consumer.sender):
+            return consumer.sender
+    return None
+
+
 class TierWatch:
     """One per live meeting; started with its first participant, stopped with the meeting."""
 
@@ -267,13 +347,28 @@ class TierWatch:
     def tick(self, now: float) -> None:
         meeting = self.meeting
         changed = False
+        program = meeting.program()
         for participant in (meeting.chair, *meeting.sites.values()):
             if participant is None or participant.peer is None:
                 continue
             estimate = participant.estimate
-            if estimate.update(feedbacks(participant), sent_bytes(participant), now):
+            videos = [program.chair_video] if participant is not meeting.chair else []
+            if meeting.floor and participant is not program.holder:
+                videos.append(program.floor_video)
+            sender = _probe_sender(participant.peer.consumers)
+            costs = {tier: _cost(videos, tier, now) for tier in TIERS}
+            if estimate.update(
+                feedbacks(participant), sent_bytes(participant), now, costs, sender is not None
+            ):
                 changed = True
                 participant.auto_tier = estimate.tier
+            for consumer in participant.peer.consumers.values():
+                if consumer.kind == "audio":
+                    consumer.redundancy = estimate.redundant
+            if estimate.probe_request is not None:
+                kbit, estimate.probe_request = estimate.probe_request, None
+                if sender is not None:
+                    meeting.spawn(probe(sender, kbit))
         meeting.route()
         self._ticks += 1
         if self._ticks % FIGURES_EVERY == 0:

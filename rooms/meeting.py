@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rooms.budget import SlotPlan, link_budget, needs_below, plan
 from rooms.linkrate import LinkEstimate, TierWatch
 from rooms.peer import (
     CHAIR_LAYOUT,
@@ -69,6 +70,10 @@ class Participant:
     mode: str = AUTO
     auto_tier: str = LOW
     estimate: LinkEstimate = field(default_factory=lambda: LinkEstimate(time.monotonic()))
+    # A relay (a child node's link): its budget in kbit/s as the parent's administrator set
+    # it, and the tiers its sites use, as it reports them (rooms/budget.py).
+    budget_kbit: int | None = None
+    needs: frozenset[str] | None = None
 
     def producer(self, kind: str) -> Producer | None:
         if self.peer is None:
@@ -92,6 +97,31 @@ class Participant:
     @property
     def hears(self) -> bool:
         return hears(self.mode)
+
+
+@dataclass(frozen=True)
+class Program:
+    """What every site receives: the chair's video (in tiers) and audio, the floor holder's,
+    and where the floor holder is (a site here, or the relay it is below)."""
+
+    chair_video: Tiers
+    chair_audio: Producer | None
+    floor_video: Tiers
+    floor_audio: Producer | None
+    holder: Participant | None
+    below: Participant | None
+
+    def __iter__(self) -> Any:
+        return iter(
+            (
+                self.chair_video,
+                self.chair_audio,
+                self.floor_video,
+                self.floor_audio,
+                self.holder,
+                self.below,
+            )
+        )
 
 
 class LiveMeeting:
@@ -241,10 +271,8 @@ class LiveMeeting:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def route(self) -> None:
-        """Point every consumer at the producer the meeting's state calls for, in the tier
-        each receiver's mode and link call for (rooms/tiers.py)."""
-        now = time.monotonic()
+    def program(self) -> Program:
+        """The program's sources now: the chair's video and audio, and the floor holder's."""
         chair = self.chair
         up = self.upstream if self.live else {}
         # The program: a local chair, or on a child node the program from the parent.
@@ -265,15 +293,29 @@ class LiveMeeting:
         else:
             fv = Tiers(up.get("floor.video"), up.get("floor.video.low"))
             fa = up.get("floor.audio")
+        return Program(cv, ca, fv, fa, holder, below)
+
+    def route(self) -> None:
+        """Point every consumer at the producer the meeting's state calls for, in the tier
+        each receiver's mode and link call for (rooms/tiers.py)."""
+        now = time.monotonic()
+        chair = self.chair
+        cv, ca, fv, fa, holder, below = self.program()
+        source = holder or below
         for relay in self.relays.values():
             if relay.peer is None:
                 continue
             slots = relay.peer.consumers
-            # Both tiers cross the link once each, for every site below to pick from.
-            _relay_video(slots, "chair.video", cv, now)
+            # The tiers its sites need that fit its link (rooms/budget.py), audio first.
+            floor_video, floor_audio = (Tiers(), None) if relay is below else (fv, fa)
+            budget = link_budget(relay.budget_kbit, [c.feedback for c in slots.values()], now)
+            chair_plan, floor_plan = plan(
+                relay.needs, [cv, floor_video], [ca, floor_audio], budget, now
+            )
+            _relay_video(slots, "chair.video", chair_plan)
             _attach(slots, "chair.audio", ca)
-            _relay_video(slots, "floor.video", Tiers() if relay is below else fv, now)
-            _attach(slots, "floor.audio", None if relay is below else fa)
+            _relay_video(slots, "floor.video", floor_plan)
+            _attach(slots, "floor.audio", floor_audio)
         # Up to the parent: the floor holder, when it is here or below this node.
         up_video = source.video() if source else Tiers()
         _attach(self.up_slots, "up.video", up_video.high)
@@ -412,6 +454,11 @@ class LiveMeeting:
                 if info is not None:
                     wanted.setdefault(info["via"], {})[i] = info["unit"]
         return wanted
+
+    def needs(self) -> list[str]:
+        """The video tiers in use on this node and below it (a child reports them up)."""
+        wants = [p.wants_video for p in self.sites.values()]
+        return sorted(needs_below(wants, [r.needs for r in self.relays.values()]))
 
     def presence(self) -> list[dict[str, Any]]:
         """What a child node reports up: its sites and every site reported to it."""
@@ -628,11 +675,8 @@ def _attach(
         consumer.attach(producer, base_only)
 
 
-def _relay_video(slots: dict[str, Any], name: str, video: Tiers, now: float) -> None:
-    """A program video to a child node: the high tier up ``name``, the low tier up
-    ``name.low``. A publisher of one tier only sends it up ``.low``, so it crosses once."""
-    high, low = video.high, video.low
-    if low is None or (not low.flowing(now) and high is not None and high.flowing(now)):
-        high, low = None, high
-    _attach(slots, name, high)
-    _attach(slots, f"{name}.low", low)
+def _relay_video(slots: dict[str, Any], name: str, planned: SlotPlan) -> None:
+    """A program video to a child node: the high tier up ``name``, the low (or lowest)
+    up ``name.low``, as planned for its link."""
+    _attach(slots, name, planned.high)
+    _attach(slots, f"{name}.low", planned.low, planned.low_base_only)

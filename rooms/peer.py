@@ -23,7 +23,13 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from rooms.hooks import attach_consumer, attach_producer, restrict_codecs
+from rooms.hooks import (
+    attach_consumer,
+    attach_producer,
+    offer_red,
+    quiet_remb,
+    restrict_codecs,
+)
 from rooms.ice import close_peer_connection, enlarge_receive_buffers
 from rooms.liveness import TICK, PacketWatch, connection_state
 from rooms.router import Consumer, Producer, Router
@@ -189,6 +195,7 @@ class Peer:
                             slot.kind, receiver._send_rtcp_pli, {**self.app_data, "slot": slot.name}
                         )
                         attach_producer(receiver, producer)
+                        quiet_remb(receiver)
                         self.producers[slot.name] = producer
 
         @pc.on("connectionstatechange")
@@ -208,6 +215,7 @@ class Peer:
                 slots_by_mid[m.rtp.muxId] = slot
         if len(slots_by_mid) != len(self.layout):
             raise MediaError("bad_sdp", "every section needs its own a=mid")
+        offered = {m.rtp.muxId: list(m.rtp.codecs) for m in media if m.rtp.muxId}
         try:
             # Bounded: an mDNS candidate is resolved here (aioice waits 1 s per name).
             await asyncio.wait_for(
@@ -234,6 +242,11 @@ class Peer:
                 consumer = self.router.create_consumer(
                     slot.kind, {**self.app_data, "slot": slot.name}
                 )
+                if slot.kind == "audio":
+                    consumer.red_payload_type = offer_red(
+                        transceiver, offered.get(transceiver.mid or "", [])
+                    )
+                    consumer.opus_payload_type = transceiver._codecs[0].payloadType
                 attach_consumer(transceiver.sender, consumer)
                 self.consumers[slot.name] = consumer
 

@@ -77,6 +77,7 @@ class Producer:
                 self.base_rate.add(size, now)
             else:
                 self.layered = True
+            frame.tl0 = (self.base_frames - 1) & 0xFF
         for consumer in tuple(self.consumers):
             consumer.push(frame, self)
         for listener in self.listeners:
@@ -150,6 +151,7 @@ class Packer:
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
+        self._previous: tuple[bytes, int] | None = None
 
     @property
     def target_bitrate(self) -> int:
@@ -158,6 +160,38 @@ class Packer:
     @target_bitrate.setter
     def target_bitrate(self, bps: int) -> None:
         self.consumer.feedback.remb(bps, time.monotonic())
+
+    def pack_forwarded(
+        self, item: tuple[EncodedFrame, int, bool]
+    ) -> tuple[list[bytes], int, int | None]:
+        """``pack`` for the forwarding sender (rooms/hooks.py), which can also send another
+        payload type: an audio frame with the one before it as redundancy (RFC 2198 RED)
+        while the consumer's link loses packets. Returns the payload type, or None for the
+        negotiated codec's."""
+        payloads, pts = self.pack(item)
+        consumer = self.consumer
+        red = consumer.red_payload_type
+        if red is None or consumer.kind != "audio" or len(payloads) != 1:
+            return payloads, pts, None
+        previous, self._previous = self._previous, (payloads[0], pts)
+        if not consumer.redundancy or previous is None:
+            return payloads, pts, None
+        block, block_pts = previous
+        offset = pts - block_pts
+        if not 0 < offset < 1 << 14 or len(block) >= 1 << 10 or consumer.opus_payload_type is None:
+            return payloads, pts, None  # too far back (a DTX pause) or too big: send it plain
+        opus = consumer.opus_payload_type
+        header = bytes(
+            (
+                0x80 | opus,  # F: another block follows; its payload type
+                (offset >> 6) & 0xFF,
+                ((offset & 0x3F) << 2) | (len(block) >> 8),
+                len(block) & 0xFF,
+                opus,  # the primary block's header: F=0, payload type
+            )
+        )
+        consumer.redundant_frames += 1
+        return [header + block + payloads[0]], pts, red
 
     def pack(self, item: tuple[EncodedFrame, int, bool]) -> tuple[list[bytes], int]:
         frame, pts, base = item
@@ -219,6 +253,13 @@ class Consumer:
         self.frames_dropped = 0
         self.switches = 0
         self.feedback = Feedback()
+        self.sender: Any = None  # the RTCRtpSender that sends it (rooms/hooks.py)
+        # Audio: the receiver's RED and Opus payload types (when it offered RED), and whether
+        # each frame goes with the one before it (rooms/linkrate.py turns it on for loss).
+        self.red_payload_type: int | None = None
+        self.opus_payload_type: int | None = None
+        self.redundancy = False
+        self.redundant_frames = 0
         self._next: tuple[Producer, bool] | None = None  # waiting for its keyframe
         self._next_since = 0.0
         self._waiting_key = kind == "video"

@@ -36,7 +36,7 @@ WEB_DIR = Path(web_pkg.__file__).parent
 PROJECT_DIR = WEB_DIR.parent
 SOCKETIO_DIST = PROJECT_DIR / "node_modules" / "socket.io-client" / "dist"
 SHUTDOWN_TIMEOUT = 1.0
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 class SchemaError(RuntimeError):

@@ -173,7 +173,9 @@ def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
     units = list(dict.fromkeys(u.strip() for u in args.units.split(",") if u.strip()))
     try:
         credential = asyncio.run(
-            _node_call(settings, lambda n: issue_credential(n, args.code, units, args.url))
+            _node_call(
+                settings, lambda n: issue_credential(n, args.code, units, args.url, args.budget)
+            )
         )
     except NodeError as exc:
         return fail(f"{exc}; nothing was changed")
@@ -182,6 +184,30 @@ def cmd_node_add(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  {credential}")
     print("put it in the child's configuration as HOINGHI_PARENT_CREDENTIAL")
     return 0
+
+
+def cmd_node_set(settings: Settings, args: argparse.Namespace) -> int:
+    from server.cascade.nodes import NodeError, set_budget
+
+    try:
+        info = asyncio.run(_node_call(settings, lambda n: set_budget(n, args.code, args.budget)))
+    except NodeError as exc:
+        return fail(f"{exc}; nothing was changed")
+    budget = f"{info.budget_kbit} kbit/s" if info.budget_kbit else "none (as measured)"
+    print(f"node {info.code}: link budget {budget}; a linked node gets it within seconds")
+    return 0
+
+
+def _budget(text: str) -> int | None:
+    """``--budget``: kbit/s as a whole number, or ``none`` to clear it."""
+    if text.strip().lower() in ("none", "0", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a number of kbit/s (or 'none')"
+        ) from None
 
 
 def cmd_node_revoke(settings: Settings, args: argparse.Namespace) -> int:
@@ -207,11 +233,12 @@ def cmd_node_list(settings: Settings, args: argparse.Namespace) -> int:
     if not nodes:
         print("no nodes registered")
         return 0
-    rows = [("code", "units", "url", "issued", "revoked")]
+    rows = [("code", "units", "url", "budget", "issued", "revoked")]
     for n in nodes:
         revoked = _local_time(settings, n.revoked_at) if n.revoked_at else "-"
         issued = _local_time(settings, n.issued_at)
-        rows.append((n.code, ",".join(n.units), n.url or "-", issued, revoked))
+        budget = f"{n.budget_kbit} kbit/s" if n.budget_kbit else "-"
+        rows.append((n.code, ",".join(n.units), n.url or "-", budget, issued, revoked))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
@@ -309,11 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--units", required=True, help="comma-separated codes of the units it may speak for"
     )
     p.add_argument("--url", default="", help="the child node's public URL, for its operators")
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        help="kbit/s its link may carry (the tiers that fit cross it, audio first)",
+    )
     p.set_defaults(func=cmd_node_add)
+    p = node_sub.add_parser("set", help="change a child node's link budget")
+    p.add_argument("code")
+    p.add_argument(
+        "--budget", type=_budget, required=True, help="kbit/s, or 'none' to follow the link"
+    )
+    p.set_defaults(func=cmd_node_set)
     p = node_sub.add_parser("revoke", help="revoke a child node's credential")
     p.add_argument("code")
     p.set_defaults(func=cmd_node_revoke)
-    p = node_sub.add_parser("list", help="list child nodes (code, units, url, issued, revoked)")
+    p = node_sub.add_parser(
+        "list", help="list child nodes (code, units, url, budget, issued, revoked)"
+    )
     p.set_defaults(func=cmd_node_list)
 
     p = sub.add_parser("demo", help="load the Cà Mau demo tree and accounts into an empty database")

@@ -240,6 +240,8 @@ class Node(Base):
     secret_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What its link may carry, in kbit/s (rooms/budget.py); None: as measured.
+    budget_kbit: Mapped[int | None] = mapped_column(Integer)
 
     units: Mapped[list[NodeUnit]] = relationship(
         back_populates="node", cascade="all, delete-orphan", lazy="selectin"

@@ -37,6 +37,21 @@ async (slot) => {
 """
 
 
+AUDIO = """
+async (slot) => {
+  const h = window.hoinghi;
+  const mid = h.midOf(slot);
+  let found = null;
+  (await h.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio" && s.mid === mid) {
+      found = { samples: s.totalSamplesReceived || 0, concealed: s.concealedSamples || 0 };
+    }
+  });
+  return found;
+}
+"""
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[web.Application, str]]:
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'tiers.sqlite3'}")
@@ -104,6 +119,21 @@ async def test_two_tiers_from_chromium_lowest_from_its_base_layer_and_audio_only
             assert after["frames"] > before["frames"] + 5, (before, after)
             status = await tt.text_content("#rx-status") or ""
             assert "chất lượng thấp nhất" in status, status
+
+            # Chromium offered RED for the audio it receives: with redundancy on (as the node
+            # turns it on for a lossy line) the chair is still heard, every packet in RED.
+            audio = live.sites["CM-NC-TT"].peer.consumers["chair.audio"]  # type: ignore[union-attr]
+            assert audio.red_payload_type is not None, "no RED in the answer"
+            live.sites["CM-NC-TT"].estimate._lossy_at = 1e12  # keep it on for this check
+            live.sites["CM-NC-TT"].estimate.redundant = True
+            before = await tt.evaluate(AUDIO, "chair.audio")
+            await asyncio.sleep(3)
+            after = await tt.evaluate(AUDIO, "chair.audio")
+            assert audio.redundant_frames > 50, audio.redundant_frames
+            received = after["samples"] - before["samples"]
+            concealed = after["concealed"] - before["concealed"]
+            assert received > 48_000, (before, after)  # more than a second of sound played
+            assert concealed < 0.05 * received, (before, after)
 
             # Xã Hàm Rồng stays on "Tự động": a clean line proves the high tier within seconds.
             await until(

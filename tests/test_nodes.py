@@ -350,7 +350,7 @@ async def test_node_commands_add_list_and_revoke(
 
     status, listing, err = await run("node", "list")
     assert status == 0, err
-    assert listing.split()[:5] == ["code", "units", "url", "issued", "revoked"]
+    assert listing.split()[:6] == ["code", "units", "url", "budget", "issued", "revoked"]
     assert table_row(listing, "CM-NC")[:3] == ["CM-NC", "CM-NC,CM-NC-HR", "https://nc.vn"]
     assert table_row(listing, "CM-NC")[-1] == "-"
     assert "argon2" not in listing
@@ -364,3 +364,38 @@ async def test_node_commands_add_list_and_revoke(
     assert status == 0, err
     assert table_row(listing, "CM-NC")[-1] != "-"
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d \+07$", listing.splitlines()[1])
+
+
+async def test_link_budgets_are_set_kept_listed_and_checked(
+    ctx: NodeContext, tmp_path: Path, any_db_url: str
+) -> None:
+    async def run(*args: str) -> tuple[int, str, str]:
+        return await hoinghi(tmp_path, any_db_url, *args)
+
+    status, out, err = await run("node", "add", "CM-NC", "--units", "CM-NC", "--budget", "300")
+    assert status == 0, err
+    assert (await list_nodes(ctx))[0].budget_kbit == 300
+    # A new credential without --budget keeps the budget; `node set` changes or clears it.
+    status, out, err = await run("node", "add", "CM-NC", "--units", "CM-NC")
+    assert status == 0, err
+    assert (await list_nodes(ctx))[0].budget_kbit == 300
+    status, out, err = await run("node", "set", "CM-NC", "--budget", "512")
+    assert status == 0, err
+    assert "512 kbit/s" in out
+    status, listing, err = await run("node", "list")
+    assert table_row(listing, "CM-NC")[3:5] == ["512", "kbit/s"]
+    # Out of range, not a number, an unknown node: refused, nothing changed.
+    for args, words in (
+        (("--budget", "8"), "32 to 10000000 kbit/s"),
+        (("--budget", "lots"), "not a number of kbit/s"),
+    ):
+        status, out, err = await run("node", "set", "CM-NC", *args)
+        assert status != 0
+        assert words in err
+    status, out, err = await run("node", "set", "CM-XX", "--budget", "300")
+    assert status != 0
+    assert "no node with code 'CM-XX'" in err
+    assert (await list_nodes(ctx))[0].budget_kbit == 512
+    status, out, err = await run("node", "set", "CM-NC", "--budget", "none")
+    assert status == 0, err
+    assert (await list_nodes(ctx))[0].budget_kbit is None

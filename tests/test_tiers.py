@@ -13,7 +13,7 @@ import pytest
 
 from rooms.frames import EncodedFrame, vp8_temporal_id
 from rooms.linkrate import HOLD_FIRST, TICK, LinkEstimate
-from rooms.router import Consumer, Feedback, Producer
+from rooms.router import Consumer, Feedback, Packer, Producer
 from rooms.tiers import HIGH, LOW, LOWEST, Tiers
 from server.sockets.signaling import REGISTRY
 from tests.conftest import Node
@@ -259,3 +259,87 @@ async def test_receive_modes_pick_tiers_and_survive_a_rejoin(node: Node) -> None
     assert state["you"]["publish"] == {"high": False, "low": False}
     await again.close()
     await chair.close()
+
+
+async def test_a_layered_frame_goes_out_with_its_layer_so_a_node_below_can_drop_it() -> None:
+    async def send_pli(ssrc: int) -> None:
+        return None
+
+    producer = Producer("video", send_pli)
+    frames = []
+    for i in range(4):
+        layer = i % 2
+        tk = 0x20 if layer else 0x00  # TID in bits 7-6 is set below; Y=1 on the upper layer
+        frame = EncodedFrame(
+            "video", (_key() if i == 0 else _delta()) * 40, i * 6000, i == 0, i, layer=layer
+        )
+        frame.tk = (layer << 6) | tk
+        producer.deliver(frame)
+        frames.append(frame)
+    for frame in frames:
+        payloads = frame.payloads()
+        assert len(payloads) > 1  # long enough to take two packets
+        for n, payload in enumerate(payloads):
+            assert vp8_temporal_id(payload) == frame.layer
+            assert bool(payload[0] & 0x10) == (n == 0)  # S: the frame's first packet only
+            assert len(payload) <= 1300
+            assert int.from_bytes(payload[2:4], "big") & 0x7FFF == frame.index
+            assert payload[4] == frame.tl0  # TL0PICIDX: the base frame's count
+        assert b"".join(p[6:] for p in payloads) == frame.data
+    assert [f.tl0 for f in frames] == [0, 0, 1, 1]
+    await producer.close()
+
+
+def test_a_tier_above_is_probed_first_and_a_full_line_keeps_the_tier() -> None:
+    now = time.monotonic()
+    estimate = LinkEstimate(now)
+    costs = {HIGH: 700.0, LOW: 120.0, LOWEST: 70.0}
+    t, sent = now, 0
+    while estimate.probe_request is None:
+        t += TICK
+        sent += 10_000
+        estimate.update([_feedback(t)], sent, t, costs, can_probe=True)
+        assert t < now + HOLD_FIRST + 2, "no probe asked for"
+    assert estimate.tier == LOW  # not moved yet: the link is asked first
+    assert estimate.probe_request == pytest.approx((700 - 120) * 1.2)
+    # The probe fills the line: the round trip jumps, the tier stays and the wait doubles.
+    t += TICK
+    estimate.update([_feedback(t, rtt=0.05)], sent, t, costs, can_probe=True)
+    t += TICK
+    estimate.update([_feedback(t, rtt=0.6)], sent, t, costs, can_probe=True)
+    assert estimate.tier == LOW
+    assert estimate.hold == 2 * HOLD_FIRST
+    # On a line with room the next probe passes and the tier goes up.
+    estimate.probe_request = None
+    while estimate.tier != HIGH:
+        t += TICK
+        estimate.update([_feedback(t, rtt=0.05)], sent, t, costs, can_probe=True)
+        estimate.probe_request = None
+        assert t < now + 60, "never moved up"
+    assert estimate.probes == 2
+
+
+def test_audio_goes_with_the_frame_before_it_as_red_while_the_link_loses() -> None:
+    consumer = Consumer("audio")
+    consumer.red_payload_type, consumer.opus_payload_type = 63, 111
+    packer = Packer(consumer)
+    first = (EncodedFrame("audio", b"A" * 80, 0, True, 0), 960, False)
+    second = (EncodedFrame("audio", b"B" * 90, 960, True, 1), 1920, False)
+    third = (EncodedFrame("audio", b"C" * 70, 1920, True, 2), 2880 + 20000, False)
+    # A clean line: plain Opus.
+    assert packer.pack_forwarded(first) == ([b"A" * 80], 960, None)
+    consumer.redundancy = True
+    payloads, pts, payload_type = packer.pack_forwarded(second)
+    assert (pts, payload_type) == (1920, 63)
+    red = payloads[0]
+    # RFC 2198: F=1 and the block's payload type, a 14-bit timestamp offset, a 10-bit
+    # length; then the primary's one-byte header; then the blocks, oldest first.
+    assert red[0] == 0x80 | 111
+    offset = (red[1] << 6) | (red[2] >> 2)
+    length = ((red[2] & 0x03) << 8) | red[3]
+    assert (offset, length) == (960, 80)
+    assert red[4] == 111
+    assert red[5:] == b"A" * 80 + b"B" * 90
+    # After a pause longer than the offset can say (DTX), the frame goes alone.
+    assert packer.pack_forwarded(third) == ([b"C" * 70], 2880 + 20000, None)
+    assert consumer.redundant_frames == 1

@@ -27,7 +27,14 @@ from rooms.peer import WALL_SLOTS, MediaError
 from server import meetings
 from server.attendance.service import ATTENDANCE
 from server.attendance.store import MAX_BATCH, EventIn
-from server.cascade.nodes import NodeError, NodeInfo, check_units, ended_links, verify_credential
+from server.cascade.nodes import (
+    NodeError,
+    NodeInfo,
+    budgets,
+    check_units,
+    ended_links,
+    verify_credential,
+)
 from server.models import Meeting, MeetingStatus
 from server.sockets.guard import SocketGuard
 from server.sockets.protocol import MAX_SDP, Event, fail, ok, validate
@@ -43,6 +50,7 @@ NODE_NAMESPACE = "/node"
 # within 3 s) it and its sites are shown offline.
 SILENCE = 2.5
 WATCH_EVERY = 0.5
+BUDGET_EVERY = 4  # watch rounds: budgets are read again every 2 s
 
 
 class Hello(Event):
@@ -94,6 +102,8 @@ class SiteReport(BaseModel):
 class Presence(Event):
     meeting_id: int = Field(ge=1, le=2**31 - 1)
     sites: list[SiteReport] = Field(max_length=5000)
+    # The video tiers in use below the child (rooms/budget.py); absent: every tier.
+    needs: list[Literal["high", "low", "lowest"]] | None = Field(None, max_length=3)
 
 
 class Heartbeat(Event):
@@ -309,7 +319,24 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         return ok(stored=len(new), duplicates=duplicates, rejected=rejected)
 
+    async def _refresh_budgets(self) -> None:
+        """`hoinghi node set --budget` from any process: the relays of live meetings here
+        follow it within BUDGET_EVERY checks."""
+        relays = [
+            relay for live in self.app[REGISTRY].meetings.values() for relay in live.relays.values()
+        ]
+        if not relays:
+            return
+        try:
+            found = await budgets(self.node, {relay.key for relay in relays})
+        except Exception:  # a busy database: the next round tries again
+            log.warning("reading the link budgets failed", exc_info=True)
+            return
+        for relay in relays:
+            relay.budget_kbit = found.get(relay.key)
+
     async def _watch(self) -> None:
+        budget_due = BUDGET_EVERY
         woke = time.monotonic()
         while self._beats:
             await asyncio.sleep(WATCH_EVERY)
@@ -321,6 +348,10 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if late > WATCH_EVERY:
                 for sid in self._beats:
                     self._beats[sid] += late
+            budget_due -= 1
+            if budget_due <= 0:
+                budget_due = BUDGET_EVERY
+                await self._refresh_budgets()
             for sid, last in list(self._beats.items()):
                 if now - last > SILENCE and sid not in self._silent:
                     self._silent.add(sid)
@@ -409,6 +440,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             unit_path=[u.name for u in tree.path(unit.id)],
             user_id=0,
             sid=sid,
+            budget_kbit=(await budgets(self.node, [info.code])).get(info.code),
         )
         self._floor_sent.pop(data.meeting_id, None)  # the newcomer must hear who speaks
         self._roll_sent.pop(data.meeting_id, None)  # and of an open roll call
@@ -440,6 +472,7 @@ class NodeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if outside:
             log.warning("node %s reported sites outside its scope: %s", relay.key, outside[:5])
             return fail("unit_out_of_scope", f"Sites outside this node's units: {outside[:5]}")
+        relay.needs = None if data.needs is None else frozenset(data.needs)
         live.set_remote_sites(relay.key, [site.model_dump() for site in data.sites])
         return ok()
 

@@ -55,6 +55,7 @@ class NodeInfo:
     url: str
     issued_at: datetime
     revoked_at: datetime | None
+    budget_kbit: int | None = None
 
     @property
     def revoked(self) -> bool:
@@ -63,7 +64,9 @@ class NodeInfo:
 
 def _info(node: Node) -> NodeInfo:
     units = tuple(sorted(nu.unit.code for nu in node.units))
-    return NodeInfo(node.id, node.code, units, node.url, node.created_at, node.revoked_at)
+    return NodeInfo(
+        node.id, node.code, units, node.url, node.created_at, node.revoked_at, node.budget_kbit
+    )
 
 
 def _shown(values: Iterable[str], limit: int = 5) -> str:
@@ -97,8 +100,25 @@ def check_url(url: str) -> str:
     return url
 
 
+MIN_BUDGET = 32  # kbit/s: below this not even the audio crosses
+MAX_BUDGET = 10_000_000
+
+
+def check_budget(kbit: int | None) -> int | None:
+    if kbit is not None and not MIN_BUDGET <= kbit <= MAX_BUDGET:
+        raise NodeError(
+            "invalid_budget",
+            f"budget {kbit} refused: give {MIN_BUDGET} to {MAX_BUDGET} kbit/s (or none)",
+        )
+    return kbit
+
+
 async def issue_credential(
-    node_ctx: NodeContext, code: str, unit_codes: Iterable[str], url: str = ""
+    node_ctx: NodeContext,
+    code: str,
+    unit_codes: Iterable[str],
+    url: str = "",
+    budget_kbit: int | None = None,
 ) -> str:
     """Register (or re-register) a child node; return its new credential ``CODE.SECRET``.
 
@@ -115,13 +135,14 @@ async def issue_credential(
     if not wanted:
         raise NodeError("no_units", "give at least one unit code the node may speak for")
     url = check_url(url)
+    check_budget(budget_kbit)
     secret = secrets.token_urlsafe(SECRET_BYTES)
     secret_hash = await auth.hash_password(node_ctx, secret)
     # Two runs at once for one code: the one that finds its reading stale (a key the other
     # just added) reads again and replaces the other's credential, as a later run would.
     for attempt in range(ISSUE_ATTEMPTS):
         try:
-            await _store_node(node_ctx, code, wanted, url, secret_hash)
+            await _store_node(node_ctx, code, wanted, url, secret_hash, budget_kbit)
             break
         except DBAPIError as exc:
             if not (is_unique_violation(exc) or is_contention(exc)):
@@ -136,7 +157,12 @@ async def issue_credential(
 
 
 async def _store_node(
-    node_ctx: NodeContext, code: str, wanted: list[str], url: str, secret_hash: str
+    node_ctx: NodeContext,
+    code: str,
+    wanted: list[str],
+    url: str,
+    secret_hash: str,
+    budget_kbit: int | None,
 ) -> None:
     async with node_ctx.sessionmaker() as db, db.begin():
         rows = (await db.execute(select(Unit).where(Unit.code.in_(wanted)))).scalars().all()
@@ -149,6 +175,8 @@ async def _store_node(
             node = Node(code=code)
             db.add(node)
         node.url = url
+        if budget_kbit is not None:  # issuing again without one keeps the budget set
+            node.budget_kbit = budget_kbit
         node.secret_hash = secret_hash
         node.created_at = utcnow()
         node.revoked_at = None
@@ -169,6 +197,32 @@ async def revoke(node_ctx: NodeContext, code: str) -> NodeInfo:
     log.info("credential of node %s revoked", code)
     node_ctx.sessions_changed()  # a link made with it is dropped now (other processes: soon)
     return info
+
+
+async def set_budget(node_ctx: NodeContext, code: str, kbit: int | None) -> NodeInfo:
+    """Set (or, with None, clear) what a child node's link may carry. A linked node's
+    parent applies it within a few seconds (server/cascade/nodelink.py)."""
+    check_budget(kbit)
+    async with node_ctx.sessionmaker() as db, db.begin():
+        node = (await db.execute(select(Node).where(Node.code == code))).scalar_one_or_none()
+        if node is None:
+            raise NodeError("unknown_node", f"no node with code {code[:80]!r}")
+        node.budget_kbit = kbit
+        info = _info(node)
+    log.info("budget of node %s set to %s", code, f"{kbit} kbit/s" if kbit else "none")
+    return info
+
+
+async def budgets(node_ctx: NodeContext, codes: Iterable[str]) -> dict[str, int | None]:
+    """The budget of each of these nodes, by code (one query)."""
+    wanted = set(codes)
+    if not wanted:
+        return {}
+    async with node_ctx.sessionmaker() as db:
+        rows = (
+            await db.execute(select(Node.code, Node.budget_kbit).where(Node.code.in_(wanted)))
+        ).all()
+    return {code: budget for code, budget in rows}
 
 
 # Why a linked child's socket is dropped (server/cascade/nodelink.py guards every link with these).

@@ -388,7 +388,11 @@ class ParentLink:
                 with contextlib.suppress(Exception):  # the link may drop meanwhile
                     await self.sio.emit(
                         "presence",
-                        {"meeting_id": parent_id, "sites": live.presence()},
+                        {
+                            "meeting_id": parent_id,
+                            "sites": live.presence(),
+                            "needs": live.needs(),
+                        },
                         namespace="/node",
                     )
 

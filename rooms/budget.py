@@ -1,0 +1,102 @@
+"""What crosses a link to a child node: the tiers its sites need, within the link's budget.
+
+A child node's relay link carries each program video in at most two slots: ``X`` (the high
+tier) and ``X.low`` (the low tier, or its base layer alone: the lowest). The child reports
+which tiers its sites (and the nodes below it) use (``needs``, in ``presence``); its link has
+a budget in kbit/s, set by the parent's administrator (``hoinghi node set CODE --budget``)
+and measured (the child's REMB for the link), the lower of the two. Audio always crosses
+and is counted first; then the low slot (every site below gets a picture), in the low tier
+when it fits and else the lowest; then the high tier if it is needed and still fits. The
+costs are what each tier carries now at its producer (rooms/meter.py), so a plan follows the
+publisher's real bitrate, not an assumed one. One copy per tier in use below, not one per
+site.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rooms.router import Feedback, Producer
+from rooms.tiers import HIGH, LOW, Tiers
+
+FRESH = 3.0
+MEASURED_SHARE = 0.9  # of the child's REMB: what the link is planned to carry at most
+EVERY_TIER = frozenset({HIGH, LOW})  # a child that has not said what it needs
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What one program video sends up its two relay slots."""
+
+    high: Producer | None = None
+    low: Producer | None = None
+    low_base_only: bool = False
+
+
+def link_budget(configured: int | None, feedbacks: Iterable[Feedback], now: float) -> float | None:
+    """The kbit/s a link may carry: the configured budget and the measured one, the lower."""
+    measured = [f.remb_kbit for f in feedbacks if f.remb_at and now - f.remb_at < FRESH]
+    values = [float(configured)] if configured else []
+    if measured:
+        values.append(min(measured) * MEASURED_SHARE)
+    return min(values) if values else None
+
+
+def _kbit(producer: Producer | None, now: float, base: bool = False) -> float:
+    if producer is None:
+        return 0.0
+    meter = producer.base_rate if base and producer.layered else producer.rate
+    return meter.kbit(now)
+
+
+def plan(
+    needs: frozenset[str] | None,
+    videos: list[Tiers],
+    audio: Iterable[Producer | None],
+    budget: float | None,
+    now: float | None = None,
+) -> list[SlotPlan]:
+    """One ``SlotPlan`` per program video in ``videos`` (the chair's, the floor holder's)."""
+    now = time.monotonic() if now is None else now
+    needed = EVERY_TIER if needs is None else needs
+    # A publisher of one tier sends it up the low slot, so it crosses once.
+    sources: list[tuple[Producer | None, Producer | None]] = []
+    for video in videos:
+        high, low = video.high, video.low
+        if low is None or (not low.flowing(now) and high is not None and high.flowing(now)):
+            high, low = None, high
+        sources.append((high, low))
+    remaining = float("inf") if budget is None else budget
+    remaining -= sum(_kbit(p, now) for p in audio)  # audio first
+    plans = []
+    for high, low in sources:  # the chair's first, then the floor holder's
+        cost_high = _kbit(high, now)
+        if needed == {HIGH} and high is not None and cost_high <= remaining:
+            plans.append(SlotPlan(high=high))  # the high tier serves every site below
+            remaining -= cost_high
+            continue
+        base_only = False
+        if low is not None and needed:
+            if LOW in needed or HIGH in needed:
+                base_only = low.layered and _kbit(low, now) > remaining
+            else:
+                base_only = low.layered  # only the lowest is used below
+            remaining -= _kbit(low, now, base=base_only)
+        else:
+            low = None
+        send_high = HIGH in needed and high is not None and cost_high <= remaining
+        if send_high:
+            remaining -= cost_high
+        plans.append(SlotPlan(high if send_high else None, low, base_only))
+    return plans
+
+
+def needs_below(wants: Iterable[str | None], relays: Iterable[frozenset[str] | None]) -> set[str]:
+    """The tiers in use on this node (its sites' ``wants_video``) and below its own child
+    nodes (their ``needs``; not yet said: every tier)."""
+    found = {tier for tier in wants if tier is not None}
+    for needs in relays:
+        found |= EVERY_TIER if needs is None else needs
+    return found
