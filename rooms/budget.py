@@ -6,7 +6,8 @@ which tiers its sites (and the nodes below it) use (``needs``, in ``presence``);
 a budget in kbit/s, set by the parent's administrator (``hoinghi node set CODE --budget``)
 and measured (the child's REMB for the link), the lower of the two. Audio always crosses
 and is counted first; then the low slot (every site below gets a picture), in the low tier
-when it fits and else the lowest; then the high tier if it is needed and still fits. The
+when it fits and else the lowest (it crosses whenever any video is needed below, so a site
+changing tier never waits for the link); then the high tier if it is needed and still fits. The
 costs are what each tier carries now at its producer (rooms/meter.py), so a plan follows the
 publisher's real bitrate, not an assumed one. One copy per tier in use below, not one per
 site.
@@ -35,11 +36,18 @@ class SlotPlan:
     low_base_only: bool = False
 
 
-def link_budget(configured: int | None, feedbacks: Iterable[Feedback], now: float) -> float | None:
-    """The kbit/s a link may carry: the configured budget and the measured one, the lower."""
-    measured = [f.remb_kbit for f in feedbacks if f.remb_at and now - f.remb_at < FRESH]
+def link_budget(
+    configured: int | None, feedbacks: Iterable[Feedback], sent_kbit: float, now: float
+) -> float | None:
+    """The kbit/s a link may carry: the configured budget and the measured one, the lower.
+
+    The measure is the child's REMB, and it counts only when it is below what the link
+    carries now (the child sees the link congested): aiortc's estimator never rises above
+    1.5 times what arrives, so on a link with room it says nothing about the room, and
+    taken as a budget it would keep every link at the tier it started with."""
     values = [float(configured)] if configured else []
-    if measured:
+    measured = [f.remb_kbit for f in feedbacks if f.remb_at and now - f.remb_at < FRESH]
+    if measured and min(measured) < MEASURED_SHARE * sent_kbit:
         values.append(min(measured) * MEASURED_SHARE)
     return min(values) if values else None
 
@@ -72,11 +80,10 @@ def plan(
     remaining -= sum(_kbit(p, now) for p in audio)  # audio first
     plans = []
     for high, low in sources:  # the chair's first, then the floor holder's
+        # The low slot crosses whenever video is needed below, even when every site there
+        # takes the high tier: a site moving between tiers then never waits for the link,
+        # and a site whose own line weakens has its tier at hand.
         cost_high = _kbit(high, now)
-        if needed == {HIGH} and high is not None and cost_high <= remaining:
-            plans.append(SlotPlan(high=high))  # the high tier serves every site below
-            remaining -= cost_high
-            continue
         base_only = False
         if low is not None and needed:
             if LOW in needed or HIGH in needed:

@@ -45,7 +45,7 @@ from rooms.router import Consumer, Packer, Producer
 EXPECTED_AIORTC = "1.16.0"
 VIDEO_MIME = "video/VP8"
 AUDIO_MIME = "audio/opus"
-OPUS_MAX_BITRATE = 32000
+OPUS_MAX_BITRATE = 24000
 OPUS_PARAMETERS = {
     "minptime": 10,
     "useinbandfec": 1,
@@ -208,7 +208,12 @@ def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
                 if report.ssrc == ssrc:
                     rtt = getattr(sender, "_RTCRtpSender__rtt", None)
                     consumer.feedback.report(
-                        report.fraction_lost, report.jitter, rtt, time.monotonic()
+                        report.fraction_lost,
+                        report.jitter,
+                        rtt,
+                        time.monotonic(),
+                        report.packets_lost,
+                        report.highest_sequence,
                     )
 
     handle_and_keep.keeps_reports = True  # type: ignore[attr-defined]

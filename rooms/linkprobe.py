@@ -20,7 +20,7 @@ from aiortc.rtp import HeaderExtensions, wrap_rtx
 
 log = logging.getLogger(__name__)
 
-PROBE_SECONDS = 1.5
+PROBE_SECONDS = 0.8
 PACE = 0.02  # seconds between bursts of probe packets
 
 

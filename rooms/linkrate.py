@@ -48,6 +48,7 @@ FRESH = 3.0  # a report older than this says nothing of the link now
 LOSS_TROUBLE = 0.10
 LOSS_SEVERE = 0.20
 LOSS_FAIR = 0.02
+MIN_EXPECTED = 50  # packets: fewer, and the pooled loss falls back to the reports' own
 RTT_TROUBLE = 0.25  # seconds above the lowest round trip of the last RTT_WINDOW
 RTT_SEVERE = 0.40
 RTT_FAIR = 0.10
@@ -57,9 +58,14 @@ HOLD_FIRST = 4.0
 HOLD_MAX = 64.0
 TRIAL = 5.0
 SETTLE = 1.5
-PROBE_LISTEN = 1.5  # seconds after a probe for its receiver reports and REMB to come back
+PROBE_LISTEN = 1.2  # seconds after a probe for its receiver reports and REMB to come back
 PROBE_MIN = 40.0  # kbit/s: a tier that adds less is simply tried
 PROBE_MARGIN = 1.2
+# A probe is sent in two steps: first at most half of what is sent now (on a line with no
+# room at all this fails at little cost), then what the tier above adds.
+PROBE_FIRST_SHARE = 0.5
+LONG_FREEZE = 1.0
+FPS_KEPT = 0.8  # of the frames sent: decoded fewer, the line loses frames
 # Audio redundancy (RED, rooms/router.py): on from this loss, off after RED_CALM s below
 # RED_OFF. It doubles the audio's payload, so a clean line does not pay for it.
 RED_ON = 0.02
@@ -77,6 +83,7 @@ class ClientFigures:
     freezes: int = 0  # cumulative, over the receive slots
     freeze_seconds: float = 0.0
     new_freezes: int = 0
+    new_freeze_seconds: float = 0.0
     fps: float = 0.0  # the best program video slot's frame rate
     concealed: int = 0
     samples: int = 0
@@ -94,6 +101,8 @@ class LinkEstimate:
         self.rtt: float | None = None
         self.remb_kbit: float | None = None
         self.sent_kbit = 0.0
+        self.sent_fps = 0.0  # program video frames sent per second, the best slot
+        self._sent_frames: dict[str, int] = {}
         self.client = ClientFigures()
         self.hold = HOLD_FIRST
         self.calm_since = now
@@ -102,6 +111,7 @@ class LinkEstimate:
         self.probing_until = 0.0
         self.probe_request: float | None = None  # kbit/s the watch should probe with
         self.probes = 0
+        self._probe_step = 0
         self.redundant = False
         self._lossy_at = 0.0
         self.changes = 0
@@ -130,15 +140,36 @@ class LinkEstimate:
             freezes=freezes,
             freeze_seconds=seconds,
             new_freezes=new,
+            new_freeze_seconds=max(0.0, seconds - before.freeze_seconds) if new else 0.0,
             fps=max((s.frames_per_second for s in video), default=0.0),
             concealed=concealed,
             samples=samples,
             audio_played=played,
         )
 
+    def count_frames(self, frames: dict[str, int], seconds: float) -> None:
+        """Frames sent so far per program video slot: the best slot's rate since the last
+        call becomes ``sent_fps``."""
+        rates = [
+            (n - self._sent_frames[slot]) / seconds
+            for slot, n in frames.items()
+            if slot in self._sent_frames and seconds > 0
+        ]
+        self._sent_frames = dict(frames)
+        if rates:
+            self.sent_fps = 0.5 * self.sent_fps + 0.5 * max(rates)
+
     def _read(self, feedbacks: Iterable[Feedback], sent_bytes: int, now: float) -> None:
         fresh = [f for f in feedbacks if now - f.report_at < FRESH and f.reports]
-        self.loss = max((f.loss for f in fresh), default=0.0)
+        # Pooled over the link's streams: one stream of a few packets a second says little.
+        lost = expected = 0
+        for f in fresh:
+            f_lost, f_expected = f.window()
+            lost, expected = lost + f_lost, expected + f_expected
+        if expected >= MIN_EXPECTED:
+            self.loss = min(1.0, lost / expected)
+        else:
+            self.loss = max((f.loss for f in fresh), default=0.0)
         rtts = [f.rtt for f in fresh if f.rtt is not None]
         self.rtt = max(rtts) if rtts else None
         if self.rtt is not None:
@@ -174,9 +205,15 @@ class LinkEstimate:
 
     def _trouble(self, now: float) -> tuple[int, str]:
         """0 none, 1 trouble, 2 severe; and why, in a few words for the log."""
-        client_fresh = self.client.at and now - self.client.at < FRESH
-        if client_fresh and self.client.new_freezes:
-            return 2, "freeze"
+        client = self.client
+        # A freeze counts against the line only when fewer frames were decoded than sent:
+        # a publisher that sends few frames (a busy picture, a slow camera) is not the line.
+        line_lost_frames = self.sent_fps <= 0 or client.fps < FPS_KEPT * self.sent_fps
+        if client.at and now - client.at < FRESH and client.new_freezes and line_lost_frames:
+            # A short freeze on a lossy line is the line's loss, not its size: trouble; a
+            # long one (over a second of frozen picture since the last report) is severe.
+            long = client.new_freeze_seconds > LONG_FREEZE
+            return (2 if long else 1), "freeze"
         if self.loss >= LOSS_SEVERE:
             return 2, f"loss {self.loss:.0%}"
         inflation = self.rtt_inflation
@@ -221,6 +258,7 @@ class LinkEstimate:
         if level and self.probing_until:
             # The probe found the line full: keep the tier, wait longer, let the queue drain.
             self.probing_until = 0.0
+            self._probe_step = 0
             self.hold = min(HOLD_MAX, self.hold * 2)
             self.settle_until = now + SETTLE
             self._troubled_ticks = 0
@@ -229,20 +267,24 @@ class LinkEstimate:
             if level == 2 or self._troubled_ticks >= 2:
                 self._down(now)
             elif now - self.calm_since >= self.hold and self.tier != HIGH:
+                extra = 0.0
+                if costs:
+                    extra = (
+                        costs.get(self._above(), 0.0) - costs.get(self.tier, 0.0)
+                    ) * PROBE_MARGIN
+                first = min(extra, max(PROBE_MIN, PROBE_FIRST_SHARE * self.sent_kbit))
                 if self.probing_until:
                     if now >= self.probing_until:
                         self.probing_until = 0.0
-                        self._up(now)  # the probe passed
+                        if self._probe_step == 1 and extra > first:
+                            self._probe(now, extra, 2)  # the first step passed: the whole
+                        else:
+                            self._probe_step = 0
+                            self._up(now)  # the probe passed
+                elif can_probe and extra > PROBE_MIN:
+                    self._probe(now, first, 1)
                 else:
-                    extra = 0.0
-                    if costs:
-                        extra = costs.get(self._above(), 0.0) - costs.get(self.tier, 0.0)
-                    if can_probe and extra > PROBE_MIN:
-                        self.probe_request = extra * PROBE_MARGIN
-                        self.probing_until = now + PROBE_SECONDS + PROBE_LISTEN
-                        self.probes += 1
-                    else:
-                        self._up(now)
+                    self._up(now)
             elif self.trial_until and now > self.trial_until:
                 self.trial_until = 0.0
                 self.hold = max(HOLD_FIRST, self.hold / 2)  # the try held
@@ -257,6 +299,12 @@ class LinkEstimate:
         self.trial_until = 0.0
         self.tier = TIERS[index + 1]
         self._changed(now, f"down to {self.tier}: {self.reason}")
+
+    def _probe(self, now: float, kbit: float, step: int) -> None:
+        self.probe_request = kbit
+        self._probe_step = step
+        self.probing_until = now + PROBE_SECONDS + PROBE_LISTEN
+        self.probes += 1
 
     def _above(self) -> str:
         return TIERS[max(0, TIERS.index(self.tier) - 1)]
@@ -356,6 +404,14 @@ class TierWatch:
             if meeting.floor and participant is not program.holder:
                 videos.append(program.floor_video)
             sender = _probe_sender(participant.peer.consumers)
+            estimate.count_frames(
+                {
+                    name: c.frames_sent
+                    for name, c in participant.peer.consumers.items()
+                    if name in ("chair.video", "floor.video")
+                },
+                TICK,
+            )
             costs = {tier: _cost(videos, tier, now) for tier in TIERS}
             if estimate.update(
                 feedbacks(participant), sent_bytes(participant), now, costs, sender is not None

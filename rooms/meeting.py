@@ -308,7 +308,9 @@ class LiveMeeting:
             slots = relay.peer.consumers
             # The tiers its sites need that fit its link (rooms/budget.py), audio first.
             floor_video, floor_audio = (Tiers(), None) if relay is below else (fv, fa)
-            budget = link_budget(relay.budget_kbit, [c.feedback for c in slots.values()], now)
+            carried = sum(c.producer.rate.kbit(now) for c in slots.values() if c.producer)
+            feedback = [c.feedback for c in slots.values()]
+            budget = link_budget(relay.budget_kbit, feedback, carried, now)
             chair_plan, floor_plan = plan(
                 relay.needs, [cv, floor_video], [ca, floor_audio], budget, now
             )

@@ -204,27 +204,68 @@ class Packer:
         raise RuntimeError("a forwarding sender never encodes")
 
 
-class Feedback:
-    """What the receiver of one consumer says of its link in RTCP: the latest receiver
-    report (fraction lost, jitter; the round trip aiortc measured from it) and REMB."""
+LOSS_WINDOW = 3.0  # seconds of receiver reports a loss figure is taken over
 
-    __slots__ = ("jitter", "loss", "remb_at", "remb_kbit", "report_at", "reports", "rtt")
+
+class Feedback:
+    """What the receiver of one consumer says of its link in RTCP: its receiver reports
+    (the loss over the last ``LOSS_WINDOW`` s from their cumulative counters, jitter, the
+    round trip aiortc measured from them) and REMB."""
+
+    __slots__ = (
+        "_history",
+        "jitter",
+        "loss",
+        "remb_at",
+        "remb_kbit",
+        "report_at",
+        "reports",
+        "rtt",
+    )
 
     def __init__(self) -> None:
-        self.loss = 0.0  # fraction lost in the last report's interval, 0 to 1
+        self.loss = 0.0  # fraction lost over the window, 0 to 1
         self.jitter = 0  # in the codec clock's units
         self.rtt: float | None = None  # seconds
         self.report_at = 0.0
         self.reports = 0
         self.remb_kbit = 0.0
         self.remb_at = 0.0
+        self._history: list[tuple[float, int, int]] = []  # (at, packets lost, highest seq)
 
-    def report(self, fraction_lost: int, jitter: int, rtt: float | None, now: float) -> None:
-        self.loss = fraction_lost / 256
+    def report(
+        self,
+        fraction_lost: int,
+        jitter: int,
+        rtt: float | None,
+        now: float,
+        packets_lost: int | None = None,
+        highest_sequence: int | None = None,
+    ) -> None:
         self.jitter = jitter
         self.rtt = rtt
         self.report_at = now
         self.reports += 1
+        if packets_lost is None or highest_sequence is None:
+            self.loss = fraction_lost / 256  # one interval's figure: all there is
+            return
+        # One report's fraction is noisy (a few packets between reports at a low rate):
+        # the cumulative counters give the loss over the last few seconds instead.
+        history = self._history
+        history.append((now, packets_lost, highest_sequence))
+        while len(history) > 2 and now - history[1][0] >= LOSS_WINDOW:
+            history.pop(0)
+        lost, expected = self.window()
+        self.loss = min(1.0, max(0.0, lost / expected)) if expected > 0 else fraction_lost / 256
+
+    def window(self) -> tuple[int, int]:
+        """Packets lost and packets expected over the last ``LOSS_WINDOW`` s of reports:
+        a link's loss is best pooled over all its streams (a slow one has few packets)."""
+        if len(self._history) < 2:
+            return 0, 0
+        _, lost0, seq0 = self._history[0]
+        _, lost1, seq1 = self._history[-1]
+        return max(0, lost1 - lost0), max(0, seq1 - seq0)
 
     def remb(self, bps: int, now: float) -> None:
         self.remb_kbit = bps / 1000

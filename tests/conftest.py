@@ -114,14 +114,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
-    return load_settings(
-        environ={},
-        media_addresses=["127.0.0.1"],
-        data_dir=tmp_path / "var",
-        database_url=database_url,
-        secret_key="test-secret-key-not-for-production",
+    values: dict[str, Any] = {
+        "media_addresses": ["127.0.0.1"],
+        "data_dir": tmp_path / "var",
+        "database_url": database_url,
+        "secret_key": "test-secret-key-not-for-production",
         **overrides,
-    )
+    }
+    return load_settings(environ={}, **values)
 
 
 @dataclass

@@ -9,10 +9,10 @@ const OFFER_TIMEOUT_MS = 30000;
 // The camera goes out in two tiers (docs/architecture.md, "Tiers"): "camera" about 640x360,
 // "camera.low" about 320x180 at 15 fps with VP8 temporal layers, whose base layer alone is
 // the node's "lowest" tier. Audio: Opus, in-band FEC and DTX (the node's answer asks for
-// them), at most 32 kbit/s.
+// them), at most 24 kbit/s.
 const HIGH_HEIGHT = 360;
 const LOW = { height: 180, maxBitrate: 120_000, maxFramerate: 15, scalabilityMode: "L1T2" };
-const AUDIO_BITRATE = 32_000;
+const AUDIO_BITRATE = 24_000;
 
 function iceGatheringDone(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
