@@ -22,7 +22,7 @@ from server.cascade.parent_link import setup_parent_link
 from server.config import Settings
 from server.db import create_engine, current_revision, make_sessionmaker
 from server.errors import ERROR_PAGE, Handler, error_middleware
-from server.http import admin, api, live_pages, pages, rendering, reports
+from server.http import admin, api, live_pages, monitor, pages, rendering, reports
 from server.http.compression import compression_middleware
 from server.http.refused_requests import quiet_refused_requests
 from server.http.static_files import add_static_files
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(live_pages.routes)
     app.router.add_routes(links.routes)
     app.router.add_routes(reports.routes)
+    app.router.add_routes(monitor.routes)
     add_static_files(app.router, "/static/", WEB_DIR / "static", name="static")
     namespace = setup_signaling(app)
     attendance = setup_attendance(app, namespace.registry)

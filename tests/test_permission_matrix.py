@@ -266,6 +266,27 @@ async def links(cx: Cx) -> Reply:
             await chair.disconnect()
 
 
+def monitor(method: str) -> Callable[[Cx], Awaitable[Reply]]:
+    """``/api/meetings/{id}/monitor`` while the target's meeting is open on this node (its
+    chair joined; else ``409 meeting_not_live``): the host's administrator, chair and
+    secretary read it. HEAD too: its plain twin would find the meeting not open."""
+
+    async def send(cx: Cx) -> Reply:
+        chair = await cx.world.socket(cx.side.chair)
+        ack = await chair.call("join", {"meeting_id": cx.meeting}, namespace="/meeting")
+        assert ack["ok"], ack
+        try:
+            path = f"/api/meetings/{cx.meeting}/monitor"
+            if method == "HEAD":
+                resp = await cx.session.client.head(path, allow_redirects=False)
+                return Reply(resp.status)
+            return await api(cx, method, path)
+        finally:
+            await chair.disconnect()
+
+    return send
+
+
 F = "403 forbidden"
 NA = "401 not_authenticated"
 MNF = "404 meeting_not_found"
@@ -499,6 +520,13 @@ RULES: dict[str, Rule] = {
         download(lambda cx: "/reports/attendance.xlsx"), staff="200", anonymous=LOGIN
     ),
     "GET /api/reports/attendance": rule(get("/api/reports/attendance"), staff="200", anonymous=NA),
+    # the monitoring wall: every site's figures, for those who run the meeting, not operators
+    "GET /api/meetings/{meeting_id}/monitor": rule(
+        monitor("GET"), staff=("200", MNF), operator=(F, MNF), anonymous=NA
+    ),
+    "HEAD /api/meetings/{meeting_id}/monitor": rule(
+        monitor("HEAD"), staff=("200", MNF), operator=(F, MNF), anonymous=NA
+    ),
     # files and the socket.io transport: public (the socket authenticates on its namespace)
     "GET /static/{tail}": rule(get("/static/app.css"), everyone="200"),
     "GET /vendor/socket.io/{tail}": rule(

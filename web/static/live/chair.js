@@ -1,6 +1,7 @@
 // The chair's console: own camera, the floor holder, a wall of up to four watched sites,
 // the sites (by the node below they come through) with their buttons, the raise-hand queue,
-// every invited site's attendance and the roll call (attendance.js), start and end.
+// every invited site's attendance and the roll call (attendance.js), the monitoring wall of
+// every site's line (monitor.js), start and end.
 
 import { AttendancePanel } from "./attendance.js";
 import { LiveConnection, exposeForTests } from "./connection.js";
@@ -8,6 +9,7 @@ import { wireDeviceButtons, wireLeaveButton, wireSoundButton, showSelf } from ".
 import { busy, byId, h } from "./dom.js";
 import { errorText, t } from "./i18n.js";
 import { LocalMedia } from "./media.js";
+import { MonitorPanel } from "./monitor.js";
 import { commonUi, isLost, notice, overlay, showUpperLevel, status } from "./screen.js";
 import { Roster, queueRow, siteList } from "./sites.js";
 
@@ -18,6 +20,7 @@ const meetingId = Number(root.dataset.meetingId);
 let connection = null;
 let attendance = null;
 const roster = new Roster();
+const monitor = new MonitorPanel();
 
 async function act(button, event, payload) {
   const ack = await busy(button, () => connection.request(event, payload));
@@ -83,6 +86,7 @@ function showState(state) {
   byId("sites-title").textContent = t("sites_title", { count: view.online }) + offline;
   byId("sites").replaceChildren(...siteList(view, state, act));
   attendance.show(state);
+  monitor.show(state, view);
 }
 
 function wireChairButtons() {
