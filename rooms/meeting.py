@@ -603,6 +603,9 @@ class LiveMeeting:
             "muted": p.key in self.muted,
             "mic_on": p.mic_on,
             "camera_on": p.camera_on,
+            # What it receives and how its link is judged: the chair's monitoring wall, and
+            # (in presence) the same for the level above.
+            "receive": self.reception(p),
         }
 
     def floor_holder(self) -> dict[str, str] | None:

@@ -24,7 +24,6 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from rooms.ice import offer_host_addresses
-from rooms.meeting import LiveMeeting, Participant
 from server.demo.tree import DEMO_PASSWORD, seed_demo
 from server.sockets.signaling import REGISTRY
 from server.state import CTX
@@ -37,22 +36,6 @@ CLEAN = "CM-NC-TT"  # Thị trấn Năm Căn, on the host
 DOWN_KBIT = UP_KBIT = 200
 LOSS_PCT = 15
 WAIT_MS = 90_000  # a shared machine with two cores, three Chromium pages and a node
-
-
-@pytest.fixture
-def figures_in_site_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in until rooms/meeting.py ``site_state`` carries each site's ``receive``
-    (docs/protocol.md section 7 says the chair's ``sites`` do; the endpoint reads
-    ``reception()`` itself). A no-op once it does; tests/test_monitor.py
-    ``test_the_chairs_state_carries_each_sites_figures`` says when to remove it."""
-    original = LiveMeeting.site_state
-
-    def site_state(self: LiveMeeting, p: Participant) -> dict[str, Any]:
-        state = original(self, p)
-        state.setdefault("receive", self.reception(p))
-        return state
-
-    monkeypatch.setattr(LiveMeeting, "site_state", site_state)
 
 
 @pytest.fixture
@@ -197,7 +180,6 @@ async def test_the_chair_sees_a_commune_on_a_poor_line_marked(
     tmp_path: Path,
     shaped_link: Callable[..., ShapedLink],
     media_on_the_link: Callable[[str], None],
-    figures_in_site_state: None,
 ) -> None:
     link = shaped_link(
         down_kbit=DOWN_KBIT, up_kbit=UP_KBIT, down_loss_pct=LOSS_PCT, up_loss_pct=LOSS_PCT

@@ -244,10 +244,7 @@ async def test_a_site_below_a_child_node_comes_through_it(tree: Tree) -> None:
 
 # The chair's own console reads the figures from its state (docs/protocol.md section 7, the
 # chair's `sites`: `receive`), and a child node sends them up in presence, both built from
-# rooms/meeting.py ``site_state``, which does not carry them yet (the endpoint reads
-# ``reception()`` itself, so it has them). Once site_state has "receive": self.reception(p),
-# this passes: remove the mark, and the stand-in of tests/test_browser_monitor.py.
-@pytest.mark.xfail(strict=True, reason="rooms/meeting.py site_state carries no receive yet")
+# rooms/meeting.py ``site_state``.
 @pytest.mark.timeout(120)
 async def test_the_chairs_state_carries_each_sites_figures(node: Node) -> None:
     chair_session = await node.login("chutri")

@@ -676,6 +676,17 @@ async def test_meeting_flow_hand_floor_mute_watch_end(
         "muted": False,
         "mic_on": True,
         "camera_on": True,
+        "receive": {
+            "mode": "auto",
+            "tier": "low",
+            "quality": "unknown",
+            "kbit": 0,
+            "loss_pct": 0.0,
+            "rtt_ms": None,
+            "fps": 0.0,
+            "freezes": 0,
+            "audio_played_pct": None,
+        },
     }
 
     probe = probes(SITE_LAYOUT)
