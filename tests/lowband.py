@@ -114,6 +114,7 @@ class Figures:
     audio_played_pct: float
     kbit_received: float
     tier: str | None
+    rejoined: int = 0  # times the commune's page had to join again meanwhile
     samples: list[Sample] = field(default_factory=list, repr=False)
 
     @property
@@ -128,26 +129,41 @@ class Figures:
             "longest_freeze_s": round(self.longest_freeze_s, 2),
             "audio_played_pct": round(self.audio_played_pct, 2),
             "kbit_received": round(self.kbit_received, 1),
+            "rejoined": self.rejoined,
         }
 
 
+def _rise(before: float, after: float) -> float:
+    """How much a cumulative counter rose; one that went down belongs to a new peer
+    connection (the page joined again), counted from zero."""
+    return after - before if after >= before else after
+
+
 def figures(samples: list[Sample], kbit: float, tier: str | None) -> Figures:
-    first, last = samples[0], samples[-1]
     longest = 0.0
+    freezes = 0
+    heard = concealed = 0.0
+    rejoined = 0
     for a, b in itertools.pairwise(samples):
-        count, seconds = b.freezes - a.freezes, b.freeze_s - a.freeze_s
+        if b.frames < a.frames:
+            rejoined += 1
+        count = int(_rise(a.freezes, b.freezes))
+        seconds = _rise(a.freeze_s, b.freeze_s)
         if count > 0:  # a freeze is added when it ends: its length, or the mean of several
+            freezes += count
             longest = max(longest, seconds / count)
-    heard = last.samples - first.samples
-    played = 100.0 * (1 - (last.concealed - first.concealed) / heard) if heard > 0 else 0.0
+        heard += _rise(a.samples, b.samples)
+        concealed += _rise(a.concealed, b.concealed)
+    played = 100.0 * (1 - concealed / heard) if heard > 0 else 0.0
     return Figures(
-        seconds=last.at - first.at,
+        seconds=samples[-1].at - samples[0].at,
         fps_median=statistics.median(s.fps for s in samples[1:]) if len(samples) > 1 else 0.0,
-        freezes=last.freezes - first.freezes,
+        freezes=freezes,
         longest_freeze_s=longest,
         audio_played_pct=played,
         kbit_received=kbit,
         tier=tier,
+        rejoined=rejoined,
         samples=samples,
     )
 
