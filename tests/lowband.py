@@ -22,7 +22,6 @@ import time
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,8 @@ from server.state import CTX
 from tests.busy_video import write_busy_video
 from tests.conftest import make_settings, migrated_app
 from tests.netshape import ShapedLink
+from tests.test_browser_live import CHROMIUM_ARGS, schedule_meeting
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 TITLE = "Hội nghị thử đường truyền yếu"
 SITE = "kt.cm-nc-hr"
 
@@ -252,27 +241,6 @@ async def _login(page: Page, base: str, username: str, meeting_id: int) -> None:
     await page.wait_for_selector("#conn.conn-connected", timeout=45_000)
 
 
-async def _schedule(app: web.Application, base: str) -> int:
-    import aiohttp
-
-    jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
-        async with http.get("/api/csrf") as resp:
-            csrf = (await resp.json())["csrf_token"]
-        async with http.post(
-            "/api/login",
-            json={"username": "chutri", "password": DEMO_PASSWORD},
-            headers={"X-CSRF-Token": csrf},
-        ) as resp:
-            csrf = (await resp.json())["csrf_token"]
-        starts = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
-        body = {"title": TITLE, "starts_at": starts.isoformat(), "invited_subtrees": ["CM-NC"]}
-        async with http.post("/api/meetings", json=body, headers={"X-CSRF-Token": csrf}) as resp:
-            data = await resp.json()
-            assert resp.status == 201, data
-            return int(data["meeting"]["id"])
-
-
 async def _local_meeting(district: web.Application, within: float = 30.0) -> int:
     from sqlalchemy import select
 
@@ -325,7 +293,7 @@ async def poor_line(
         runner, district_url = await _serve(district, link.host_address)
         runners.append(runner)
         await asyncio.wait_for(district[PARENT_LINK].connected.wait(), 30)
-        meeting_id = await _schedule(province, province_url)
+        meeting_id = await schedule_meeting(province_url, title=TITLE)
         local = await _local_meeting(district)
 
         video = write_busy_video(workdir / "busy.y4m")
