@@ -64,11 +64,6 @@ def vp8_temporal(payload: bytes) -> tuple[int, int] | None:
     return payload[pos] >> 6, payload[pos]
 
 
-def vp8_temporal_id(payload: bytes) -> int | None:
-    found = vp8_temporal(payload)
-    return None if found is None else found[0]
-
-
 VP8_PACKET_MAX = 1300  # payload bytes per packet, as aiortc's own packetizer
 
 

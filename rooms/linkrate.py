@@ -249,10 +249,10 @@ class LinkEstimate:
             self.reason = why
         else:
             self._troubled_ticks = 0
-        if level == 2 or (level and not self._fresh):
+        if level:
             self.quality = POOR
-        elif level or self.loss >= LOSS_FAIR or self.rtt_inflation >= RTT_FAIR:
-            self.quality = POOR if level else FAIR
+        elif self.loss >= LOSS_FAIR or self.rtt_inflation >= RTT_FAIR:
+            self.quality = FAIR
         elif self._fresh or self.client.at:
             self.quality = GOOD
         if level and self.probing_until:
@@ -351,14 +351,12 @@ def feedbacks(participant: Participant) -> list[Feedback]:
     return [c.feedback for c in peer.consumers.values() if c.producer is not None]
 
 
-def _cost(videos: list[Tiers], tier: str, now: float) -> float:
-    """kbit/s of these program videos in ``tier``, as their producers carry them now."""
-    total = 0.0
-    for video in videos:
-        producer, base = video.pick(tier, now)
-        if producer is not None:
-            total += (producer.base_rate if base else producer.rate).kbit(now)
-    return total
+def _cost(video: Tiers, tier: str, now: float) -> float:
+    """kbit/s of a program video in ``tier``, as its producer carries it now."""
+    producer, base = video.pick(tier, now)
+    if producer is None:
+        return 0.0
+    return (producer.base_rate if base else producer.rate).kbit(now)
 
 
 def _probe_sender(consumers: dict[str, Consumer]) -> Any:
@@ -396,13 +394,18 @@ class TierWatch:
         meeting = self.meeting
         changed = False
         program = meeting.program()
+        # What each program video costs in each tier, once a tick for every receiver.
+        chair_cost = {tier: _cost(program.chair_video, tier, now) for tier in TIERS}
+        floor_cost = {tier: _cost(program.floor_video, tier, now) for tier in TIERS}
+        nothing = dict.fromkeys(TIERS, 0.0)
         for participant in (meeting.chair, *meeting.sites.values()):
             if participant is None or participant.peer is None:
                 continue
             estimate = participant.estimate
-            videos = [program.chair_video] if participant is not meeting.chair else []
-            if meeting.floor and participant is not program.holder:
-                videos.append(program.floor_video)
+            gets_chair = chair_cost if participant is not meeting.chair else nothing
+            gets_floor = (
+                floor_cost if meeting.floor and participant is not program.holder else nothing
+            )
             sender = _probe_sender(participant.peer.consumers)
             estimate.count_frames(
                 {
@@ -412,7 +415,7 @@ class TierWatch:
                 },
                 TICK,
             )
-            costs = {tier: _cost(videos, tier, now) for tier in TIERS}
+            costs = {tier: gets_chair[tier] + gets_floor[tier] for tier in TIERS}
             if estimate.update(
                 feedbacks(participant), sent_bytes(participant), now, costs, sender is not None
             ):

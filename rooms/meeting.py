@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rooms.budget import SlotPlan, link_budget, needs_below, plan
 from rooms.linkrate import LinkEstimate, TierWatch
@@ -99,8 +99,7 @@ class Participant:
         return hears(self.mode)
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(NamedTuple):
     """What every site receives: the chair's video (in tiers) and audio, the floor holder's,
     and where the floor holder is (a site here, or the relay it is below)."""
 
@@ -110,18 +109,6 @@ class Program:
     floor_audio: Producer | None
     holder: Participant | None
     below: Participant | None
-
-    def __iter__(self) -> Any:
-        return iter(
-            (
-                self.chair_video,
-                self.chair_audio,
-                self.floor_video,
-                self.floor_audio,
-                self.holder,
-                self.below,
-            )
-        )
 
 
 class LiveMeeting:
@@ -621,7 +608,7 @@ class LiveMeeting:
         state: dict[str, Any] = {
             "meeting_id": self.meeting_id,
             "title": self.title,
-            "status": "ended" if self.ended else ("live" if self.live else "waiting"),
+            "status": self.status,
             "chair_present": self.chair is not None or bool(self.upstream),
             # On a child node: whether the level above is reachable (None on the root).
             "upper_level": self.upper,
@@ -657,19 +644,32 @@ class LiveMeeting:
             state["roster"] = self.roster.view()
             if roll_call is not None:
                 state["roll_call"]["tally"] = self.roster.tally(roll_call.id)
-            local = [self.site_state(p) for p in self.sites.values()]
-            below = [
-                {k: v for k, v in info.items() if k not in ("hand_raised_at", "reported_online")}
-                for info in self.remote_sites.values()
-            ]
-            state["sites"] = sorted([*local, *below], key=lambda site: site["path"])
+            state["sites"] = self.site_list()
             state["queue"] = self.queue()
             state["watched"] = list(self.watched)
-            state["nodes"] = [
-                {"node": r.key, "name": r.unit_name, "online": r.online}
-                for r in sorted(self.relays.values(), key=lambda r: r.key)
-            ]
+            state["nodes"] = self.node_list()
         return state
+
+    @property
+    def status(self) -> str:
+        return "ended" if self.ended else ("live" if self.live else "waiting")
+
+    def site_list(self) -> list[dict[str, Any]]:
+        """Every connected site, here and below child nodes, by unit path: the chair's
+        ``sites`` (and the monitoring wall's, server/http/monitor.py)."""
+        local = [self.site_state(p) for p in self.sites.values()]
+        below = [
+            {k: v for k, v in info.items() if k not in ("hand_raised_at", "reported_online")}
+            for info in self.remote_sites.values()
+        ]
+        return sorted([*local, *below], key=lambda site: site["path"])
+
+    def node_list(self) -> list[dict[str, Any]]:
+        """The child nodes linked into this meeting: the chair's ``nodes``."""
+        return [
+            {"node": r.key, "name": r.unit_name, "online": r.online}
+            for r in sorted(self.relays.values(), key=lambda r: r.key)
+        ]
 
 
 def _attach(

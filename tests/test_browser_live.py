@@ -11,6 +11,7 @@ without it this test fails (it never skips).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -78,13 +79,12 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def schedule_meeting(
-    base: str,
-    title: str = "Hội nghị trực tuyến triển khai nhiệm vụ quý III",
-    trust: ssl.SSLContext | None = None,
-) -> int:
-    """As the province chair, through the JSON API: Huyện Năm Căn and all its communes.
-    ``trust``: what to check an https node's certificate against."""
+@contextlib.asynccontextmanager
+async def api_login(
+    base: str, username: str, trust: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """An HTTP session logged in as ``username`` (a demo account) through the JSON API, and
+    its CSRF token. ``trust``: what to check an https node's certificate against."""
     jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address host
     connector = aiohttp.TCPConnector(ssl=trust) if trust is not None else None
     async with aiohttp.ClientSession(base, cookie_jar=jar, connector=connector) as http:
@@ -92,12 +92,22 @@ async def schedule_meeting(
             csrf = (await resp.json())["csrf_token"]
         async with http.post(
             "/api/login",
-            json={"username": "chutri", "password": DEMO_PASSWORD},
+            json={"username": username, "password": DEMO_PASSWORD},
             headers={"X-CSRF-Token": csrf},
         ) as resp:
             body = await resp.json()
             assert resp.status == 200, body
-            csrf = body["csrf_token"]
+        yield http, body["csrf_token"]
+
+
+async def schedule_meeting(
+    base: str,
+    title: str = "Hội nghị trực tuyến triển khai nhiệm vụ quý III",
+    trust: ssl.SSLContext | None = None,
+) -> int:
+    """As the province chair, through the JSON API: Huyện Năm Căn and all its communes.
+    ``trust``: what to check an https node's certificate against."""
+    async with api_login(base, "chutri", trust) as (http, csrf):
         starts = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
         async with http.post(
             "/api/meetings",

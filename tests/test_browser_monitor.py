@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
@@ -29,7 +28,7 @@ from server.sockets.signaling import REGISTRY
 from server.state import CTX
 from tests.conftest import TEST_OUTPUT, make_settings, migrated_app
 from tests.netshape import ShapedLink
-from tests.test_browser_live import CHROMIUM_ARGS, record, schedule_meeting, until
+from tests.test_browser_live import CHROMIUM_ARGS, api_login, record, schedule_meeting, until
 
 SHAPED = "CM-NC-HR"  # Xã Hàm Rồng, behind the poor line
 CLEAN = "CM-NC-TT"  # Thị trấn Năm Căn, on the host
@@ -158,20 +157,11 @@ async def wall_until(
 
 
 async def monitor_json(base: str, meeting_id: int) -> dict[str, Any]:
-    jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
-        async with http.get("/api/csrf") as resp:
-            csrf = (await resp.json())["csrf_token"]
-        async with http.post(
-            "/api/login",
-            json={"username": "chutri", "password": DEMO_PASSWORD},
-            headers={"X-CSRF-Token": csrf},
-        ) as resp:
-            assert resp.status == 200
-        async with http.get(f"/api/meetings/{meeting_id}/monitor") as resp:
-            body: dict[str, Any] = await resp.json()
-            assert resp.status == 200, body
-            return body
+    path = f"/api/meetings/{meeting_id}/monitor"
+    async with api_login(base, "chutri") as (http, _csrf), http.get(path) as resp:
+        body: dict[str, Any] = await resp.json()
+        assert resp.status == 200, body
+        return body
 
 
 @pytest.mark.timeout(300)

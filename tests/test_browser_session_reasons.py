@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 
@@ -19,6 +18,7 @@ from tests.conftest import TEST_OUTPUT
 from tests.test_browser_live import (  # noqa: F401  (base_url is a fixture)
     CHROMIUM_ARGS,
     WAIT_MS,
+    api_login,
     base_url,
     open_live,
     schedule_meeting,
@@ -48,18 +48,7 @@ PASSWORD = "kt.cm-nc-tt"
 
 async def admin_patch(base: str, username: str, patch: dict[str, Any]) -> None:
     """What an administrator does on the users page, through the JSON API."""
-    jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
-        async with http.get("/api/csrf") as resp:
-            csrf = (await resp.json())["csrf_token"]
-        async with http.post(
-            "/api/login",
-            json={"username": "quantri", "password": DEMO_PASSWORD},
-            headers={"X-CSRF-Token": csrf},
-        ) as resp:
-            body = await resp.json()
-            assert resp.status == 200, body
-            csrf = body["csrf_token"]
+    async with api_login(base, "quantri") as (http, csrf):
         async with http.get("/api/users") as resp:
             users = (await resp.json())["users"]
         user_id = next(u["id"] for u in users if u["username"] == username)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rooms.frames import EncodedFrame, vp8_temporal_id
+from rooms.frames import EncodedFrame, vp8_temporal
 from rooms.linkrate import HOLD_FIRST, TICK, LinkEstimate
 from rooms.router import Consumer, Feedback, Packer, Producer
 from rooms.tiers import HIGH, LOW, LOWEST, Tiers
@@ -21,6 +21,11 @@ from tests.live_helpers import join_site, schedule, start_as_chair, wait_for
 
 HIGH_SIZE = (640, 360)
 LOW_SIZE = (320, 180)
+
+
+def vp8_temporal_id(payload: bytes) -> int | None:
+    found = vp8_temporal(payload)
+    return None if found is None else found[0]
 
 
 def _key() -> bytes:

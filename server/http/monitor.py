@@ -44,28 +44,10 @@ def may_monitor(user: auth.CurrentUser, tree: UnitTree, meeting: Meeting) -> boo
 
 def monitor_sites(live: LiveMeeting) -> list[dict[str, Any]]:
     """Every site of the chair's ``state.sites``, here and below, by unit path, with the
-    wall's keys only. A site below a child node whose node reports no figures (an older
-    version) has ``receive`` ``null``."""
-    local = [
-        {**live.site_state(p), "via": None, "receive": live.reception(p)}
-        for p in live.sites.values()
-    ]
-    below = [{**info, "receive": info.get("receive")} for info in live.remote_sites.values()]
+    wall's keys only. A site here has no ``via``; a site below a child node whose node
+    reports no figures (an older version) has ``receive`` ``null``."""
     keys = ("unit", "name", "path", "via", "online", "receive")
-    sites = [{key: site[key] for key in keys} for site in [*local, *below]]
-    return sorted(sites, key=lambda site: site["path"])
-
-
-def monitor_nodes(live: LiveMeeting) -> list[dict[str, Any]]:
-    """The child nodes relaying the meeting, as in the chair's ``state.nodes``."""
-    return [
-        {"node": r.key, "name": r.unit_name, "online": r.online}
-        for r in sorted(live.relays.values(), key=lambda r: r.key)
-    ]
-
-
-def _status(live: LiveMeeting) -> str:
-    return "ended" if live.ended else ("live" if live.live else "waiting")
+    return [{key: site.get(key) for key in keys} for site in live.site_list()]
 
 
 @routes.get("/api/meetings/{meeting_id}/monitor")
@@ -86,9 +68,9 @@ async def api_meeting_monitor(request: web.Request) -> web.StreamResponse:
         {
             "ok": True,
             "meeting_id": meeting.id,
-            "status": _status(live),
+            "status": live.status,
             "sites": monitor_sites(live),
-            "nodes": monitor_nodes(live),
+            "nodes": live.node_list(),
         },
         headers={"Cache-Control": "no-store"},
     )
