@@ -315,6 +315,17 @@ def _awaiting(coro: Any) -> str:
     return "\n".join(lines)
 
 
+def _other_tasks(skip: set[Any], limit: int = 80) -> str:
+    """Where the loop's other tasks wait (a test's wait is often on one of them, and an
+    async generator's cleanup hides its own frames from `_awaiting`)."""
+    parts = []
+    for other in list(asyncio.all_tasks())[:limit]:
+        if other in skip or other.done():
+            continue
+        parts.append(f" {other.get_name()}:\n{_awaiting(other.get_coro())}")
+    return "\n".join(parts) or " none"
+
+
 def _with_deadline(test: Callable[..., Awaitable[Any]], seconds: float) -> Callable[..., Any]:
     @functools.wraps(test)
     async def bounded(*args: Any, **kwargs: Any) -> Any:
@@ -324,12 +335,14 @@ def _with_deadline(test: Callable[..., Awaitable[Any]], seconds: float) -> Calla
         if done:
             return task.result()
         where = _awaiting(coro)
+        others = _other_tasks({task, asyncio.current_task()})
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
         pytest.fail(
             f"timed out after {seconds:.0f} s (the asyncio deadline, "
-            f"{ASYNC_DEADLINE_SHARE:.0%} of the test's timeout), waiting at:\n{where}",
+            f"{ASYNC_DEADLINE_SHARE:.0%} of the test's timeout), waiting at:\n{where}"
+            f"\nother tasks then:\n{others}",
             pytrace=False,
         )
 

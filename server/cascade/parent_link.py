@@ -44,6 +44,7 @@ HEARTBEAT = 1.0
 HEARTBEAT_WAIT = 1.5
 DISCONNECT_WAIT = 2.0
 CONNECT_WAIT = 10.0
+TASK_STOP_WAIT = 1.0
 # The clock offset to the parent is that of the beat with the shortest round trip among the
 # last few (the least delayed either way); few, so a clock set right is seen within seconds.
 OFFSET_SAMPLES = 5
@@ -234,10 +235,7 @@ class ParentLink:
                 if sending.done() and not sending.cancelled() and sending.exception():
                     log.error("attendance outbox stopped", exc_info=sending.exception())
             finally:
-                for task in (beats, waiting, sending):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                await _stop_tasks((beats, waiting, sending))
         finally:
             # Say so below at once; a dead link's graceful close could take many seconds.
             self.connected.clear()
@@ -539,6 +537,22 @@ class ParentLink:
         await self._drop_links()
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+async def _stop_tasks(tasks: tuple[asyncio.Task[Any], ...]) -> None:
+    """Cancel a session's tasks and wait for them, but not for ever: `sio.wait()` waits on
+    the socket library's read loop, and on Python 3.11 that loop's `wait_for` can swallow
+    the cancel (a frame arriving as it lands) and read on. The socket is closed next, which
+    ends the loop; a task still running then is left to end with it."""
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+    await asyncio.wait(tasks, timeout=TASK_STOP_WAIT)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # already logged where it mattered; not "never retrieved"
 
 
 def _parent_time(value: Any) -> datetime | None:
