@@ -3,8 +3,10 @@
 A child node's relay link carries each program video in at most two slots: ``X`` (the high
 tier) and ``X.low`` (the low tier, or its base layer alone: the lowest). The child reports
 which tiers its sites (and the nodes below it) use (``needs``, in ``presence``); its link has
-a budget in kbit/s, set by the parent's administrator (``hoinghi node set CODE --budget``)
-and measured (the child's REMB for the link), the lower of the two. Audio always crosses
+a budget in kbit/s, set by the parent's administrator (``hoinghi node set CODE --budget``),
+and a measured cap: the tier the link itself is judged to carry, by the same estimate as a
+site's link (rooms/linkrate.py: receiver reports' loss and round trip, probes before going
+up; not the child's REMB, see ``TierWatch``). Audio always crosses
 and is counted first; then the low slot (every site below gets a picture), in the low tier
 when it fits and else the lowest (it crosses whenever any video is needed below, so a site
 changing tier never waits for the link); then the high tier if it is needed and still fits. The
@@ -19,11 +21,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rooms.router import Feedback, Producer
-from rooms.tiers import HIGH, LOW, Tiers
+from rooms.router import Producer
+from rooms.tiers import HIGH, LOW, LOWEST, Tiers
 
-FRESH = 3.0
-MEASURED_SHARE = 0.9  # of the child's REMB: what the link is planned to carry at most
 EVERY_TIER = frozenset({HIGH, LOW})  # a child that has not said what it needs
 
 
@@ -34,22 +34,6 @@ class SlotPlan:
     high: Producer | None = None
     low: Producer | None = None
     low_base_only: bool = False
-
-
-def link_budget(
-    configured: int | None, feedbacks: Iterable[Feedback], sent_kbit: float, now: float
-) -> float | None:
-    """The kbit/s a link may carry: the configured budget and the measured one, the lower.
-
-    The measure is the child's REMB, and it counts only when it is below what the link
-    carries now (the child sees the link congested): aiortc's estimator never rises above
-    1.5 times what arrives, so on a link with room it says nothing about the room, and
-    taken as a budget it would keep every link at the tier it started with."""
-    values = [float(configured)] if configured else []
-    measured = [f.remb_kbit for f in feedbacks if f.remb_at and now - f.remb_at < FRESH]
-    if measured and min(measured) < MEASURED_SHARE * sent_kbit:
-        values.append(min(measured) * MEASURED_SHARE)
-    return min(values) if values else None
 
 
 def _kbit(producer: Producer | None, now: float, base: bool = False) -> float:
@@ -65,8 +49,10 @@ def plan(
     audio: Iterable[Producer | None],
     budget: float | None,
     now: float | None = None,
+    cap: str = HIGH,
 ) -> list[SlotPlan]:
-    """One ``SlotPlan`` per program video in ``videos`` (the chair's, the floor holder's)."""
+    """One ``SlotPlan`` per program video in ``videos`` (the chair's, the floor holder's).
+    ``cap``: the highest tier the link is measured to carry (``HIGH``: no cap)."""
     now = time.monotonic() if now is None else now
     needed = EVERY_TIER if needs is None else needs
     # A publisher of one tier sends it up the low slot, so it crosses once.
@@ -86,18 +72,35 @@ def plan(
         cost_high = _kbit(high, now)
         base_only = False
         if low is not None and needed:
-            if LOW in needed or HIGH in needed:
+            if (LOW in needed or HIGH in needed) and cap != LOWEST:
                 base_only = low.layered and _kbit(low, now) > remaining
             else:
                 base_only = low.layered  # only the lowest is used below
             remaining -= _kbit(low, now, base=base_only)
         else:
             low = None
-        send_high = HIGH in needed and high is not None and cost_high <= remaining
+        send_high = HIGH in needed and cap == HIGH and high is not None and cost_high <= remaining
         if send_high:
             remaining -= cost_high
         plans.append(SlotPlan(high if send_high else None, low, base_only))
     return plans
+
+
+def relay_costs(videos: list[Tiers], now: float) -> dict[str, float]:
+    """kbit/s a link carries at each measured cap, as ``plan`` would fill it with nothing
+    else in the way: the low slot (its base layer alone at ``LOWEST``), and the high tier
+    beside it at ``HIGH``."""
+    costs = dict.fromkeys((HIGH, LOW, LOWEST), 0.0)
+    for video in videos:
+        if video.low is None or video.high is None:  # one tier: it crosses the low slot
+            one = video.kbit(LOW, now)
+            for tier in costs:
+                costs[tier] += one
+            continue
+        costs[LOWEST] += video.kbit(LOWEST, now)
+        costs[LOW] += video.kbit(LOW, now)
+        costs[HIGH] += video.kbit(LOW, now) + video.kbit(HIGH, now)
+    return costs
 
 
 def needs_below(wants: Iterable[str | None], relays: Iterable[frozenset[str] | None]) -> set[str]:

@@ -40,6 +40,8 @@ from aiortc.rtp import (
 )
 from aiortc.utils import random32
 
+from rooms.retransmit import guard
+from rooms.roundtrip import RoundTrips, record_reports
 from rooms.router import Consumer, Packer, Producer
 
 EXPECTED_AIORTC = "1.16.0"
@@ -88,6 +90,12 @@ def check_aiortc_hooks() -> None:
         problems.append("RTCRtpSender._next_encoded_frame")
     problems += _send_path_problems()
     rtcp_src = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    # rooms/roundtrip.py: sender reports leave through _send_rtcp; LSR and its time as kept
+    rtcp_loop = inspect.getsource(RTCRtpSender._run_rtcp)
+    if "await self._send_rtcp(packets)" not in rtcp_loop or "self.__lsr_time = " not in rtcp_loop:
+        problems.append("RTCRtpSender._run_rtcp sending reports through _send_rtcp")
+    if "await self._retransmit(" not in rtcp_src:
+        problems.append("RTCRtpSender._handle_rtcp_packet answering NACKs with _retransmit")
     if "self._send_keyframe()" not in rtcp_src:
         problems.append("RTCRtpSender._send_keyframe on PLI/FIR")
     # rooms/linkrate.py: a receiver's round trip and REMB, as the sender keeps them
@@ -178,6 +186,13 @@ def attach_consumer(sender: RTCRtpSender, consumer: Consumer) -> None:
     """Make ``sender`` send ``consumer``'s frames as they are, and pass its PLIs upstream."""
     sender._RTCRtpSender__encoder = Packer(consumer)  # type: ignore[attr-defined]
     sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+    if not hasattr(sender, "repairs"):  # NACKs answered within a budget (rooms/retransmit.py)
+        sender._retransmit = guard(  # type: ignore[method-assign,assignment]
+            sender,
+            sender._retransmit,
+            lambda: consumer.bytes_sent,
+            lambda: (_ntp_now() >> 14) & 0x00FFFFFF,
+        )
     consumer.sender = sender
     _keep_receiver_reports(sender, consumer)
     if not getattr(sender, "_RTCRtpSender__started", True):
@@ -200,6 +215,9 @@ def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
     if getattr(handle, "keeps_reports", False):
         return
 
+    trips = RoundTrips()
+    record_reports(sender, trips)
+
     async def handle_and_keep(packet: Any) -> None:
         await handle(packet)
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
@@ -214,6 +232,7 @@ def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
                         time.monotonic(),
                         report.packets_lost,
                         report.highest_sequence,
+                        trips.answered(report.lsr, report.dlsr, time.time()),
                     )
 
     handle_and_keep.keeps_reports = True  # type: ignore[attr-defined]

@@ -6,8 +6,11 @@ REMB where the browser sends it, and the page's own report every 2 s (``link_sta
 decoded, freezes). From these it calls the link *good*, *fair* or *poor* and, for a receiver
 in ``auto``, picks its tier (rooms/tiers.py):
 
-- **down at once**: trouble (loss of 10% or more, a round trip 250 ms above the link's own
-  lowest, REMB under what is being sent, or a freeze the page reported) on two ticks in a row,
+- **down at once**: trouble (loss of 10% or more that rose with the rate: with the round
+  trip up 100 ms, or 8 points above the least loss of the last 30 s, since a line's own
+  random loss is no reason to send less; a round trip 250 ms above the link's own lowest;
+  a browser's REMB under what is being sent; or a freeze the page reported) on two ticks
+  in a row,
   or one tick of severe trouble, moves the receiver one tier down; a tier change needs a
   keyframe, so the estimate then waits ``SETTLE`` s before it judges again;
 - **up slowly**: after ``hold`` seconds without trouble it first probes the link at the
@@ -33,9 +36,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rooms.budget import relay_costs
 from rooms.linkprobe import PROBE_SECONDS, can_probe, probe
 from rooms.router import Consumer, Feedback
-from rooms.tiers import HIGH, LOW, LOWEST, TIERS, Tiers
+from rooms.tiers import HIGH, LOW, LOWEST, TIERS
 
 if TYPE_CHECKING:
     from rooms.meeting import LiveMeeting, Participant
@@ -48,22 +52,38 @@ FRESH = 3.0  # a report older than this says nothing of the link now
 LOSS_TROUBLE = 0.10
 LOSS_SEVERE = 0.20
 LOSS_FAIR = 0.02
+# Loss alone is the line's own (a radio link loses packets at any rate) unless it rose: it
+# counts as trouble with the round trip rising too, or this far above the line's floor (the
+# least loss of the last RTT_WINDOW).
+LOSS_RISE = 0.08
 MIN_EXPECTED = 50  # packets: fewer, and the pooled loss falls back to the reports' own
 RTT_TROUBLE = 0.25  # seconds above the lowest round trip of the last RTT_WINDOW
 RTT_SEVERE = 0.40
 RTT_FAIR = 0.10
 RTT_WINDOW = 30.0
 REMB_TROUBLE = 0.85  # the receiver estimates less than this share of what it is sent
-HOLD_FIRST = 4.0
+HOLD_FIRST = 2.5
 HOLD_MAX = 64.0
 TRIAL = 5.0
 SETTLE = 1.5
-PROBE_LISTEN = 1.2  # seconds after a probe for its receiver reports and REMB to come back
+PROBE_LISTEN = 0.9  # seconds after a probe for its receiver reports and REMB to come back
 PROBE_MIN = 40.0  # kbit/s: a tier that adds less is simply tried
 PROBE_MARGIN = 1.2
-# A probe is sent in two steps: first at most half of what is sent now (on a line with no
-# room at all this fails at little cost), then what the tier above adds.
-PROBE_FIRST_SHARE = 0.5
+# A probe climbs in steps: the first adds at most what is sent now (it at most doubles the
+# rate, so on a full line its extra fits the modem's queue and is not lost), each next one
+# PROBE_GROWTH times the step before, up to what the tier above adds. A step that fails
+# ends the climb: what it cost the line is a short delay, not the tier it had.
+PROBE_FIRST_SHARE = 1.0
+PROBE_GROWTH = 3.0
+# A step lasts PROBE_SECONDS, or less when it asks more than the line has shown it carries:
+# then only about PROBE_EXCESS_BYTES go beyond that, which a small modem queue holds (a
+# quarter of a second at 256 kbit/s), so a step that finds the line full costs a short
+# delay and no lost packets.
+PROBE_EXCESS_BYTES = 8000
+PROBE_SECONDS_MIN = 0.25
+# After a failed probe its own effects (the queue it filled, a freeze the page reports a
+# report later) are not the line's: for this long only severe trouble moves the tier down.
+PROBE_GRACE = 3.5
 LONG_FREEZE = 1.0
 FPS_KEPT = 0.8  # of the frames sent: decoded fewer, the line loses frames
 # Audio redundancy (RED, rooms/router.py): on from this loss, off after RED_CALM s below
@@ -93,8 +113,13 @@ class ClientFigures:
 class LinkEstimate:
     """One participant link's state, as the node judges it from what comes back."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, remb: bool = True, name: str = "") -> None:
+        self.name = name  # whose link, for the log
         self.tier = LOW  # a new link starts low and proves the tiers above
+        # A browser's REMB follows its link; aiortc's (a child node's) rises at most 1.5
+        # times what arrives, so after the link starts carrying more it stays below for
+        # many seconds on a clean line: not a sign of trouble there.
+        self.uses_remb = remb
         self.quality = UNKNOWN
         self.reason = ""
         self.loss = 0.0
@@ -110,13 +135,20 @@ class LinkEstimate:
         self.trial_until = 0.0
         self.probing_until = 0.0
         self.probe_request: float | None = None  # kbit/s the watch should probe with
+        self.probe_seconds = PROBE_SECONDS  # and for how long
+        self._proven = 0.0  # kbit/s the line carried in the climb so far
+        self._probe_started = 0.0
         self.probes = 0
         self._probe_step = 0
+        self._probe_kbit = 0.0  # the last step's extra kbit/s
+        self.grace_until = 0.0
         self.redundant = False
         self._lossy_at = 0.0
         self.changes = 0
         self._troubled_ticks = 0
         self._rtts: deque[tuple[float, float]] = deque()
+        self._losses: deque[tuple[float, float]] = deque()
+        self._loss_pooled = False
         self._sent_bytes: int | None = None
         self._sent_at = now
 
@@ -166,10 +198,15 @@ class LinkEstimate:
         for f in fresh:
             f_lost, f_expected = f.window()
             lost, expected = lost + f_lost, expected + f_expected
-        if expected >= MIN_EXPECTED:
+        self._loss_pooled = expected >= MIN_EXPECTED
+        if self._loss_pooled:
             self.loss = min(1.0, lost / expected)
         else:
             self.loss = max((f.loss for f in fresh), default=0.0)
+        if fresh:
+            self._losses.append((now, self.loss))
+        while self._losses and now - self._losses[0][0] > RTT_WINDOW:
+            self._losses.popleft()
         rtts = [f.rtt for f in fresh if f.rtt is not None]
         self.rtt = max(rtts) if rtts else None
         if self.rtt is not None:
@@ -196,6 +233,12 @@ class LinkEstimate:
             self.redundant = False
 
     @property
+    def loss_floor(self) -> float:
+        """The least pooled loss of the last ``RTT_WINDOW``; none measured yet: the loss
+        now (a rise is not known before there is something to rise from)."""
+        return min((loss for _, loss in self._losses), default=self.loss)
+
+    @property
     def rtt_inflation(self) -> float:
         if self.rtt is None or not self._rtts:
             return 0.0
@@ -214,18 +257,24 @@ class LinkEstimate:
             # long one (over a second of frozen picture since the last report) is severe.
             long = client.new_freeze_seconds > LONG_FREEZE
             return (2 if long else 1), "freeze"
-        if self.loss >= LOSS_SEVERE:
+        if self.loss >= LOSS_SEVERE and self._loss_pooled:  # not one report of a few packets
             return 2, f"loss {self.loss:.0%}"
         inflation = self.rtt_inflation
         if inflation >= RTT_SEVERE:
             return 2, f"delay +{inflation * 1000:.0f} ms"
-        if self.loss >= LOSS_TROUBLE:
+        if (
+            self.loss >= LOSS_TROUBLE
+            and inflation >= RTT_FAIR
+            and self.loss >= self.loss_floor + LOSS_RISE
+        ):
             return 1, f"loss {self.loss:.0%}"
         if inflation >= RTT_TROUBLE:
             return 1, f"delay +{inflation * 1000:.0f} ms"
-        remb = self.remb_kbit
-        if remb is not None and self.sent_kbit > 50 and remb < REMB_TROUBLE * self.sent_kbit:
-            return 1, f"estimate {remb:.0f} < sent {self.sent_kbit:.0f} kbit/s"
+        remb = self.remb_kbit if self.uses_remb else None
+        # While a probe runs, the receiver's estimate must cover the probe too.
+        carried = self.sent_kbit + (self._probe_kbit if self.probing_until else 0.0)
+        if remb is not None and self.sent_kbit > 50 and remb < REMB_TROUBLE * carried:
+            return 1, f"estimate {remb:.0f} < sent {carried:.0f} kbit/s"
         return 0, ""
 
     def update(
@@ -235,11 +284,14 @@ class LinkEstimate:
         now: float,
         costs: dict[str, float] | None = None,
         can_probe: bool = False,
+        limit_kbit: float | None = None,
     ) -> bool:
         """Take the latest figures; True when the tier or the quality changed. ``costs``:
         kbit/s of the receiver's program in each tier now; ``can_probe``: the watch can
-        probe its link (else a tier above is simply tried)."""
+        probe its link (else a tier above is simply tried); ``limit_kbit``: what the link
+        may carry at most (a child's configured budget), so a tier above it is not tried."""
         before = (self.tier, self.quality)
+        feedbacks = list(feedbacks)
         self._read(feedbacks, sent_bytes, now)
         self._redundancy(now)
         level, why = self._trouble(now)
@@ -255,18 +307,42 @@ class LinkEstimate:
             self.quality = FAIR
         elif self._fresh or self.client.at:
             self.quality = GOOD
+        # While probing, a round trip that rose at all fails the step: the next would
+        # overflow the queue the rise shows. Judged on each report's own round trip since
+        # the probe began (rooms/roundtrip.py), the one behind the probe among them.
+        if self.probing_until and not level:
+            rise = self._probe_rise(feedbacks)
+            if rise >= RTT_FAIR:
+                level, why = 1, f"delay +{rise * 1000:.0f} ms"
+                self.reason = why
         if level and self.probing_until:
             # The probe found the line full: keep the tier, wait longer, let the queue drain.
             self.probing_until = 0.0
             self._probe_step = 0
             self.hold = min(HOLD_MAX, self.hold * 2)
+            self.calm_since = now  # the hold counts from the failure
             self.settle_until = now + SETTLE
+            self.grace_until = now + PROBE_GRACE
             self._troubled_ticks = 0
-            log.info("link probe for %s failed (%s); hold %.0f s", self._above(), why, self.hold)
+            log.info(
+                "link of %s: probe for %s failed at +%.0f kbit/s (%s); hold %.0f s",
+                self.name or "?",
+                self._above(),
+                self._probe_kbit,
+                why,
+                self.hold,
+            )
         elif now >= self.settle_until:
-            if level == 2 or self._troubled_ticks >= 2:
+            in_grace = now < self.grace_until
+            if (level == 2 and not (in_grace and why == "freeze")) or (
+                self._troubled_ticks >= 2 and not in_grace
+            ):
                 self._down(now)
-            elif now - self.calm_since >= self.hold and self.tier != HIGH:
+            elif (
+                now - self.calm_since >= self.hold
+                and self.tier != HIGH
+                and not (limit_kbit and costs and costs.get(self._above(), 0.0) > limit_kbit)
+            ):
                 extra = 0.0
                 if costs:
                     extra = (
@@ -276,12 +352,13 @@ class LinkEstimate:
                 if self.probing_until:
                     if now >= self.probing_until:
                         self.probing_until = 0.0
-                        if self._probe_step == 1 and extra > first:
-                            self._probe(now, extra, 2)  # the first step passed: the whole
+                        if self._probe_kbit < extra:  # the step passed: the next, bigger
+                            step = min(extra, self._probe_kbit * PROBE_GROWTH)
+                            self._probe(now, step, self._probe_step + 1)
                         else:
                             self._probe_step = 0
                             self._up(now)  # the probe passed
-                elif can_probe and extra > PROBE_MIN:
+                elif can_probe and extra > PROBE_MIN and now >= self.grace_until:
                     self._probe(now, first, 1)
                 else:
                     self._up(now)
@@ -289,6 +366,17 @@ class LinkEstimate:
                 self.trial_until = 0.0
                 self.hold = max(HOLD_FIRST, self.hold / 2)  # the try held
         return (self.tier, self.quality) != before
+
+    def _probe_rise(self, feedbacks: list[Feedback]) -> float:
+        """How far the round trips measured since the probe began rose above the lowest."""
+        since = [
+            f.rtt_raw
+            for f in feedbacks
+            if f.rtt_raw is not None and f.rtt_raw_at >= self._probe_started
+        ]
+        if not since or not self._rtts:
+            return self.rtt_inflation
+        return max(self.rtt_inflation, max(since) - min(r for _, r in self._rtts))
 
     def _down(self, now: float) -> None:
         index = TIERS.index(self.tier)
@@ -301,9 +389,17 @@ class LinkEstimate:
         self._changed(now, f"down to {self.tier}: {self.reason}")
 
     def _probe(self, now: float, kbit: float, step: int) -> None:
-        self.probe_request = kbit
+        if step == 1:
+            self._proven = self.sent_kbit
+        elif self._probe_step:  # the step before passed: the line carried it
+            self._proven = max(self._proven, self.sent_kbit + self._probe_kbit)
+        beyond = max(1.0, self.sent_kbit + kbit - self._proven) * 1000 / 8  # bytes/s
+        seconds = min(PROBE_SECONDS, max(PROBE_SECONDS_MIN, PROBE_EXCESS_BYTES / beyond))
+        self.probe_request = self._probe_kbit = kbit
+        self.probe_seconds = seconds
+        self._probe_started = now
         self._probe_step = step
-        self.probing_until = now + PROBE_SECONDS + PROBE_LISTEN
+        self.probing_until = now + seconds + PROBE_LISTEN
         self.probes += 1
 
     def _above(self) -> str:
@@ -320,7 +416,7 @@ class LinkEstimate:
         self.settle_until = now + SETTLE
         self._troubled_ticks = 0
         self._rtts.clear()  # the new tier's own round trips from now on
-        log.info("link %s (hold %.0f s)", why, self.hold)
+        log.info("link of %s %s (hold %.0f s)", self.name or "?", why, self.hold)
 
     def public(self) -> dict[str, Any]:
         client = self.client
@@ -351,17 +447,13 @@ def feedbacks(participant: Participant) -> list[Feedback]:
     return [c.feedback for c in peer.consumers.values() if c.producer is not None]
 
 
-def _cost(video: Tiers, tier: str, now: float) -> float:
-    """kbit/s of a program video in ``tier``, as its producer carries it now."""
-    producer, base = video.pick(tier, now)
-    if producer is None:
-        return 0.0
-    return (producer.base_rate if base else producer.rate).kbit(now)
+SITE_VIDEO = ("chair.video", "floor.video")
+RELAY_VIDEO = ("chair.video.low", "chair.video", "floor.video.low", "floor.video")
 
 
-def _probe_sender(consumers: dict[str, Consumer]) -> Any:
+def _probe_sender(consumers: dict[str, Consumer], names: tuple[str, ...] = SITE_VIDEO) -> Any:
     """A sender of the participant's program video that can carry a probe."""
-    for name in ("chair.video", "floor.video"):
+    for name in names:
         consumer = consumers.get(name)
         if consumer is not None and consumer.producer is not None and can_probe(consumer.sender):
             return consumer.sender
@@ -395,8 +487,8 @@ class TierWatch:
         changed = False
         program = meeting.program()
         # What each program video costs in each tier, once a tick for every receiver.
-        chair_cost = {tier: _cost(program.chair_video, tier, now) for tier in TIERS}
-        floor_cost = {tier: _cost(program.floor_video, tier, now) for tier in TIERS}
+        chair_cost = {tier: program.chair_video.kbit(tier, now) for tier in TIERS}
+        floor_cost = {tier: program.floor_video.kbit(tier, now) for tier in TIERS}
         nothing = dict.fromkeys(TIERS, 0.0)
         for participant in (meeting.chair, *meeting.sites.values()):
             if participant is None or participant.peer is None:
@@ -424,10 +516,26 @@ class TierWatch:
             for consumer in participant.peer.consumers.values():
                 if consumer.kind == "audio":
                     consumer.redundancy = estimate.redundant
-            if estimate.probe_request is not None:
-                kbit, estimate.probe_request = estimate.probe_request, None
-                if sender is not None:
-                    meeting.spawn(probe(sender, kbit))
+            self._probe(estimate, sender)
+        for relay in meeting.relays.values():
+            if relay.peer is None:
+                continue
+            # A child node's link: the tier it carries caps what crosses it (rooms/budget.py).
+            videos = [program.chair_video]
+            if meeting.floor and relay is not program.below:
+                videos.append(program.floor_video)
+            sender = _probe_sender(relay.peer.consumers, RELAY_VIDEO)
+            estimate = relay.estimate
+            if estimate.update(
+                feedbacks(relay),
+                sent_bytes(relay),
+                now,
+                relay_costs(videos, now),
+                sender is not None,
+                relay.budget_kbit,
+            ):
+                relay.auto_tier = estimate.tier
+            self._probe(estimate, sender)
         meeting.route()
         self._ticks += 1
         if self._ticks % FIGURES_EVERY == 0:
@@ -437,6 +545,12 @@ class TierWatch:
                 changed = True  # the chair's wall and the level above see them
         if changed:
             meeting.changed()
+
+    def _probe(self, estimate: LinkEstimate, sender: Any) -> None:
+        if estimate.probe_request is not None:
+            kbit, estimate.probe_request = estimate.probe_request, None
+            if sender is not None:
+                self.meeting.spawn(probe(sender, kbit, estimate.probe_seconds))
 
     async def close(self) -> None:
         task, self._task = self._task, None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from rooms.budget import SlotPlan, link_budget, needs_below, plan
+from rooms.budget import SlotPlan, needs_below, plan
 from rooms.linkrate import LinkEstimate, TierWatch
 from rooms.peer import (
     CHAIR_LAYOUT,
@@ -222,7 +222,9 @@ class LiveMeeting:
             raise RoomError("meeting_ended", "The meeting has ended.")
         await self._drop_peer(participant)
         # A new link proves its tiers afresh (rooms/linkrate.py).
-        participant.estimate = LinkEstimate(time.monotonic())
+        participant.estimate = LinkEstimate(
+            time.monotonic(), remb=participant.role != RELAY, name=participant.key
+        )
         participant.auto_tier = participant.estimate.tier
         peer = Peer(
             self.router,
@@ -293,13 +295,16 @@ class LiveMeeting:
             if relay.peer is None:
                 continue
             slots = relay.peer.consumers
-            # The tiers its sites need that fit its link (rooms/budget.py), audio first.
+            # The tiers its sites need that fit its link (rooms/budget.py), audio first:
+            # within the configured budget and the tier its link is measured to carry.
             floor_video, floor_audio = (Tiers(), None) if relay is below else (fv, fa)
-            carried = sum(c.producer.rate.kbit(now) for c in slots.values() if c.producer)
-            feedback = [c.feedback for c in slots.values()]
-            budget = link_budget(relay.budget_kbit, feedback, carried, now)
             chair_plan, floor_plan = plan(
-                relay.needs, [cv, floor_video], [ca, floor_audio], budget, now
+                relay.needs,
+                [cv, floor_video],
+                [ca, floor_audio],
+                relay.budget_kbit,
+                now,
+                cap=relay.estimate.tier,
             )
             _relay_video(slots, "chair.video", chair_plan)
             _attach(slots, "chair.audio", ca)

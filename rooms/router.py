@@ -221,12 +221,17 @@ class Feedback:
         "report_at",
         "reports",
         "rtt",
+        "rtt_raw",
+        "rtt_raw_at",
     )
 
     def __init__(self) -> None:
         self.loss = 0.0  # fraction lost over the window, 0 to 1
         self.jitter = 0  # in the codec clock's units
-        self.rtt: float | None = None  # seconds
+        self.rtt: float | None = None  # seconds, aiortc's smoothed figure
+        # The latest report's own round trip (rooms/roundtrip.py) and when it came.
+        self.rtt_raw: float | None = None
+        self.rtt_raw_at = 0.0
         self.report_at = 0.0
         self.reports = 0
         self.remb_kbit = 0.0
@@ -241,9 +246,12 @@ class Feedback:
         now: float,
         packets_lost: int | None = None,
         highest_sequence: int | None = None,
+        rtt_raw: float | None = None,
     ) -> None:
         self.jitter = jitter
         self.rtt = rtt
+        if rtt_raw is not None:
+            self.rtt_raw, self.rtt_raw_at = rtt_raw, now
         self.report_at = now
         self.reports += 1
         if packets_lost is None or highest_sequence is None:

@@ -30,6 +30,10 @@ AUTO = "auto"
 AUDIO_ONLY = "audio"
 NOTHING = "none"
 MODES = (AUTO, HIGH, LOW, LOWEST, AUDIO_ONLY, NOTHING)
+# kbit/s a tier is priced at where it does not arrive while another tier of the same video
+# does: a child node gets the high tier from its parent only once a site below needs it, so
+# before that its cost is what the publisher may send in it at most (docs/architecture.md).
+CEILING_KBIT = {HIGH: 700.0, LOW: 120.0, LOWEST: 70.0}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,23 @@ class Tiers:
         # Nothing arriving yet: wait on the preferred one, so its first keyframe is taken.
         first = next((p for p in order if p is not None), None)
         return first, False
+
+    def kbit(self, tier: str, now: float | None = None) -> float:
+        """What ``tier`` of this video carries now, measured at its producer; a tier that
+        does not arrive here while another one does, at its ceiling (``CEILING_KBIT``)."""
+        now = time.monotonic() if now is None else now
+        own = self.high if tier == HIGH else self.low
+        if own is None:  # a publisher of one tier: what stands in for this one
+            own, base = self.pick(tier, now)
+        else:
+            base = tier == LOWEST
+        if own is None:
+            return 0.0
+        if not own.flowing(now):
+            others = (p for p in (self.high, self.low) if p is not None and p is not own)
+            return CEILING_KBIT[tier] if any(p.flowing(now) for p in others) else 0.0
+        meter = own.base_rate if base and own.layered else own.rate
+        return meter.kbit(now)
 
     def any(self) -> Producer | None:
         return self.high or self.low
