@@ -14,9 +14,10 @@ in ``auto``, picks its tier (rooms/tiers.py):
   or one tick of severe trouble, moves the receiver one tier down; a tier change needs a
   keyframe, so the estimate then waits ``SETTLE`` s before it judges again;
 - **up slowly**: after ``hold`` seconds without trouble it first probes the link at the
-  rate the tier above would add (rooms/linkprobe.py): trouble while probing, or in the
-  ``PROBE_LISTEN`` s after, keeps the tier and doubles ``hold`` (up to ``HOLD_MAX``); a clean
-  probe moves it up. Trouble within ``TRIAL`` s of the move sends it back and doubles
+  rate the tier above would add (rooms/linkprobe.py), in steps, each judged on the answer
+  to a sender report sent behind it: trouble, or a round trip up ``PROBE_RISE`` s, keeps
+  the tier and makes ``hold`` ``PROBE_FAILED_HOLD`` times longer (up to ``HOLD_MAX``); a
+  clean climb moves it up. Trouble within ``TRIAL`` s of the move sends it back and doubles
   ``hold`` too; a try that holds halves it again. So a link that cannot carry a tier stops
   trying it often (hysteresis: no flapping) and never freezes for a try, and one that can
   gets there within seconds.
@@ -67,23 +68,28 @@ HOLD_MAX = 64.0
 TRIAL = 5.0
 SETTLE = 1.5
 PROBE_LISTEN = 0.9  # seconds after a probe for its receiver reports and REMB to come back
+PROBE_ANSWER_WAIT = 1.5  # more, at most, for an answer to the report sent behind the probe
 PROBE_MIN = 40.0  # kbit/s: a tier that adds less is simply tried
 PROBE_MARGIN = 1.2
-# A probe climbs in steps: the first adds at most what is sent now (it at most doubles the
-# rate, so on a full line its extra fits the modem's queue and is not lost), each next one
-# PROBE_GROWTH times the step before, up to what the tier above adds. A step that fails
-# ends the climb: what it cost the line is a short delay, not the tier it had.
-PROBE_FIRST_SHARE = 1.0
-PROBE_GROWTH = 3.0
+# A probe climbs in steps: the first adds half of what is sent now (on a full line its
+# extra fits the modem's queue and is not lost), each next one PROBE_GROWTH times the step
+# before, up to what the tier above adds. A step that fails ends the climb: what it cost
+# the line is a short delay, not the tier it had.
+PROBE_FIRST_SHARE = 0.5
+PROBE_GROWTH = 4.0
 # A step lasts PROBE_SECONDS, or less when it asks more than the line has shown it carries:
-# then only about PROBE_EXCESS_BYTES go beyond that, which a small modem queue holds (a
-# quarter of a second at 256 kbit/s), so a step that finds the line full costs a short
-# delay and no lost packets.
-PROBE_EXCESS_BYTES = 8000
-PROBE_SECONDS_MIN = 0.25
+# then what goes beyond that is about PROBE_EXCESS_SECONDS of the proven rate (at least
+# PROBE_EXCESS_MIN bytes), so a step that finds the line full queues about that long: less
+# than the jitter buffer a lossy line's receiver keeps (about 130 ms measured at 256 kbit/s
+# with 5% loss), so the voice plays on. Such a rise fails the step at PROBE_RISE.
+PROBE_EXCESS_SECONDS = 0.1
+PROBE_EXCESS_MIN = 2000
+PROBE_RISE = 0.05
+PROBE_SECONDS_MIN = 0.1
 # After a failed probe its own effects (the queue it filled, a freeze the page reports a
 # report later) are not the line's: for this long only severe trouble moves the tier down.
 PROBE_GRACE = 3.5
+PROBE_FAILED_HOLD = 4.0
 LONG_FREEZE = 1.0
 FPS_KEPT = 0.8  # of the frames sent: decoded fewer, the line loses frames
 # Audio redundancy (RED, rooms/router.py): on from this loss, off after RED_CALM s below
@@ -301,7 +307,9 @@ class LinkEstimate:
             self.reason = why
         else:
             self._troubled_ticks = 0
-        if level:
+        # The quality is the line as the chair should see it: one losing a tenth of its
+        # packets is poor even when sending less would not help (so the tier is kept).
+        if level or self.loss >= LOSS_TROUBLE:
             self.quality = POOR
         elif self.loss >= LOSS_FAIR or self.rtt_inflation >= RTT_FAIR:
             self.quality = FAIR
@@ -312,14 +320,16 @@ class LinkEstimate:
         # the probe began (rooms/roundtrip.py), the one behind the probe among them.
         if self.probing_until and not level:
             rise = self._probe_rise(feedbacks)
-            if rise >= RTT_FAIR:
+            if rise >= PROBE_RISE:
                 level, why = 1, f"delay +{rise * 1000:.0f} ms"
                 self.reason = why
         if level and self.probing_until:
             # The probe found the line full: keep the tier, wait longer, let the queue drain.
             self.probing_until = 0.0
             self._probe_step = 0
-            self.hold = min(HOLD_MAX, self.hold * 2)
+            # Four times longer: each failed probe delays the line's packets a little, and a
+            # line that could not carry a tier rarely can a few seconds later.
+            self.hold = min(HOLD_MAX, self.hold * PROBE_FAILED_HOLD)
             self.calm_since = now  # the hold counts from the failure
             self.settle_until = now + SETTLE
             self.grace_until = now + PROBE_GRACE
@@ -350,7 +360,7 @@ class LinkEstimate:
                     ) * PROBE_MARGIN
                 first = min(extra, max(PROBE_MIN, PROBE_FIRST_SHARE * self.sent_kbit))
                 if self.probing_until:
-                    if now >= self.probing_until:
+                    if now >= self.probing_until and self._probe_answered(feedbacks, now):
                         self.probing_until = 0.0
                         if self._probe_kbit < extra:  # the step passed: the next, bigger
                             step = min(extra, self._probe_kbit * PROBE_GROWTH)
@@ -366,6 +376,18 @@ class LinkEstimate:
                 self.trial_until = 0.0
                 self.hold = max(HOLD_FIRST, self.hold / 2)  # the try held
         return (self.tier, self.quality) != before
+
+    def _probe_answered(self, feedbacks: list[Feedback], now: float) -> bool:
+        """Whether the receiver has answered a sender report sent after the probe ended
+        (a step is passed on that answer, not on silence: a receiver reports about once a
+        second, and an answer still on its way would pass a step that filled the line).
+        A link that never gave a round trip is judged on time alone."""
+        if not any(f.rtt_raw is not None for f in feedbacks):
+            return True
+        ended = self._probe_started + self.probe_seconds
+        if any(f.rtt_raw is not None and f.rtt_raw_at > ended for f in feedbacks):
+            return True
+        return now >= self.probing_until + PROBE_ANSWER_WAIT
 
     def _probe_rise(self, feedbacks: list[Feedback]) -> float:
         """How far the round trips measured since the probe began rose above the lowest."""
@@ -394,7 +416,8 @@ class LinkEstimate:
         elif self._probe_step:  # the step before passed: the line carried it
             self._proven = max(self._proven, self.sent_kbit + self._probe_kbit)
         beyond = max(1.0, self.sent_kbit + kbit - self._proven) * 1000 / 8  # bytes/s
-        seconds = min(PROBE_SECONDS, max(PROBE_SECONDS_MIN, PROBE_EXCESS_BYTES / beyond))
+        excess = max(PROBE_EXCESS_MIN, self._proven * 1000 / 8 * PROBE_EXCESS_SECONDS)
+        seconds = min(PROBE_SECONDS, max(PROBE_SECONDS_MIN, excess / beyond))
         self.probe_request = self._probe_kbit = kbit
         self.probe_seconds = seconds
         self._probe_started = now

@@ -168,6 +168,7 @@ class Poorline:
     site: Page
     province_meeting: int
     local_meeting: int
+    joined_at: float  # time.monotonic() when the commune's page had joined
 
     @property
     def district_live(self) -> LiveMeeting:
@@ -325,7 +326,8 @@ async def poor_line(
                 await site_browser.new_context(permissions=["camera", "microphone"])
             ).new_page()
             await _login(site, district_url, SITE, local)
-            line = Poorline(link, province, district, chair, site, meeting_id, local)
+            joined = time.monotonic()
+            line = Poorline(link, province, district, chair, site, meeting_id, local, joined)
             await line.first_frame()
             yield line
         finally:

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from rooms.frames import EncodedFrame, vp8_temporal
-from rooms.linkrate import HOLD_FIRST, PROBE_FIRST_SHARE, PROBE_GROWTH, TICK, LinkEstimate
+from rooms.linkrate import (
+    HOLD_FIRST,
+    PROBE_FAILED_HOLD,
+    PROBE_FIRST_SHARE,
+    PROBE_GROWTH,
+    TICK,
+    LinkEstimate,
+)
 from rooms.router import Consumer, Feedback, Packer, Producer
 from rooms.tiers import HIGH, LOW, LOWEST, Tiers
 from server.sockets.signaling import REGISTRY
@@ -312,16 +319,16 @@ def test_a_tier_above_is_probed_first_and_a_full_line_keeps_the_tier() -> None:
         estimate.update([_feedback(t)], sent, t, costs, can_probe=True)
         assert t < now + HOLD_FIRST + 2, "no probe asked for"
     assert estimate.tier == LOW  # not moved yet: the link is asked first
-    # First a step of what is sent now (it at most doubles the rate), then bigger ones.
+    # First a step of half what is sent now, then bigger ones.
     assert estimate.probe_request == pytest.approx(PROBE_FIRST_SHARE * estimate.sent_kbit)
     assert estimate.probe_request < (700 - 120) * 1.2
-    # The probe fills the line: the round trip jumps, the tier stays and the wait doubles.
+    # The probe fills the line: the round trip jumps, the tier stays and the wait grows.
     t += TICK
     estimate.update([_feedback(t, rtt=0.05)], sent, t, costs, can_probe=True)
     t += TICK
     estimate.update([_feedback(t, rtt=0.6)], sent, t, costs, can_probe=True)
     assert estimate.tier == LOW
-    assert estimate.hold == 2 * HOLD_FIRST
+    assert estimate.hold == PROBE_FAILED_HOLD * HOLD_FIRST
     # On a line with room the next probe climbs, each step at most PROBE_GROWTH times the
     # one before, to the whole difference; then the tier goes up.
     estimate.probe_request = None
