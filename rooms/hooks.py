@@ -225,6 +225,8 @@ def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     rtt = getattr(sender, "_RTCRtpSender__rtt", None)
+                    raw = trips.answered(report.lsr, report.dlsr, time.time())
+                    behind, trips.probe_answer = trips.probe_answer, None
                     consumer.feedback.report(
                         report.fraction_lost,
                         report.jitter,
@@ -232,7 +234,8 @@ def _keep_receiver_reports(sender: RTCRtpSender, consumer: Consumer) -> None:
                         time.monotonic(),
                         report.packets_lost,
                         report.highest_sequence,
-                        trips.answered(report.lsr, report.dlsr, time.time()),
+                        raw,
+                        behind,
                     )
 
     handle_and_keep.keeps_reports = True  # type: ignore[attr-defined]

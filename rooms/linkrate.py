@@ -362,6 +362,13 @@ class LinkEstimate:
                 if self.probing_until:
                     if now >= self.probing_until and self._probe_answered(feedbacks, now):
                         self.probing_until = 0.0
+                        log.debug(
+                            "link of %s: probe step +%.0f kbit/s for %.2f s passed (+%.0f ms)",
+                            self.name or "?",
+                            self._probe_kbit,
+                            self.probe_seconds,
+                            self._probe_rise(feedbacks) * 1000,
+                        )
                         if self._probe_kbit < extra:  # the step passed: the next, bigger
                             step = min(extra, self._probe_kbit * PROBE_GROWTH)
                             self._probe(now, step, self._probe_step + 1)
@@ -384,8 +391,7 @@ class LinkEstimate:
         A link that never gave a round trip is judged on time alone."""
         if not any(f.rtt_raw is not None for f in feedbacks):
             return True
-        ended = self._probe_started + self.probe_seconds
-        if any(f.rtt_raw is not None and f.rtt_raw_at > ended for f in feedbacks):
+        if any(f.probe_rtt_at >= self._probe_started for f in feedbacks):
             return True
         return now >= self.probing_until + PROBE_ANSWER_WAIT
 
@@ -395,6 +401,10 @@ class LinkEstimate:
             f.rtt_raw
             for f in feedbacks
             if f.rtt_raw is not None and f.rtt_raw_at >= self._probe_started
+        ] + [
+            f.probe_rtt
+            for f in feedbacks
+            if f.probe_rtt is not None and f.probe_rtt_at >= self._probe_started
         ]
         if not since or not self._rtts:
             return self.rtt_inflation

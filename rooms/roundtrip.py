@@ -20,6 +20,7 @@ from typing import Any
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
 KEPT = 16  # sender reports remembered: several seconds of them
+HOLD = 2.5  # seconds a routine sender report may be held back for a probe's answer
 
 
 class RoundTrips:
@@ -29,6 +30,20 @@ class RoundTrips:
         self._sent: OrderedDict[int, float] = OrderedDict()
         self.last: float | None = None  # seconds, the latest measured
         self.last_at = 0.0  # time.monotonic() of it
+        # The report sent right behind a probe, and the round trip its answer gave.
+        self.behind_probe: int | None = None
+        self.behind_sent_at = 0.0
+        self.probe_answer: float | None = None
+
+    def holding(self, lsr: int, at: float) -> bool:
+        """Whether a sender report ``lsr`` must wait: one went out behind a probe and is not
+        answered yet. The receiver answers only the latest report it got, so a routine one
+        sent meanwhile would take the answer the probe is judged on. At most HOLD s."""
+        return (
+            self.behind_probe is not None
+            and lsr != self.behind_probe
+            and at - self.behind_sent_at < HOLD
+        )
 
     def sent(self, lsr: int, at: float) -> None:
         self._sent[lsr] = at
@@ -45,6 +60,8 @@ class RoundTrips:
         if rtt < 0 or rtt > 10:
             return None  # a clock step, or a stale echo
         self.last, self.last_at = rtt, time.monotonic()
+        if lsr == self.behind_probe:
+            self.behind_probe, self.probe_answer = None, rtt
         return rtt
 
 
@@ -60,13 +77,20 @@ def record_reports(sender: Any, trips: RoundTrips) -> None:
 
     async def send_and_record(packets: list[Any]) -> None:
         now = time.time()
+        kept = []
         for packet in packets:
             if isinstance(packet, RtcpSrPacket):
-                trips.sent(lsr_of(packet.sender_info.ntp_timestamp), now)
-        await send(packets)
+                lsr = lsr_of(packet.sender_info.ntp_timestamp)
+                if trips.holding(lsr, now):
+                    continue
+                trips.sent(lsr, now)
+            kept.append(packet)
+        if kept:
+            await send(kept)
 
     send_and_record.records_reports = True  # type: ignore[attr-defined]
     sender._send_rtcp = send_and_record
+    sender.round_trips = trips
 
 
 def send_report_now(sender: Any) -> Awaitable[None]:
@@ -85,5 +109,9 @@ def send_report_now(sender: Any) -> Awaitable[None]:
     )
     sender._RTCRtpSender__lsr = lsr_of(ntp)
     sender._RTCRtpSender__lsr_time = time.time()
+    trips = getattr(sender, "round_trips", None)
+    if isinstance(trips, RoundTrips):
+        trips.behind_probe, trips.probe_answer = lsr_of(ntp), None
+        trips.behind_sent_at = time.time()
     send: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
     return send([packet])

@@ -216,6 +216,8 @@ class Feedback:
         "_history",
         "jitter",
         "loss",
+        "probe_rtt",
+        "probe_rtt_at",
         "remb_at",
         "remb_kbit",
         "report_at",
@@ -232,6 +234,9 @@ class Feedback:
         # The latest report's own round trip (rooms/roundtrip.py) and when it came.
         self.rtt_raw: float | None = None
         self.rtt_raw_at = 0.0
+        # The answer to the report sent behind a probe (rooms/linkprobe.py), when it came.
+        self.probe_rtt: float | None = None
+        self.probe_rtt_at = 0.0
         self.report_at = 0.0
         self.reports = 0
         self.remb_kbit = 0.0
@@ -247,11 +252,14 @@ class Feedback:
         packets_lost: int | None = None,
         highest_sequence: int | None = None,
         rtt_raw: float | None = None,
+        probe_rtt: float | None = None,
     ) -> None:
         self.jitter = jitter
         self.rtt = rtt
         if rtt_raw is not None:
             self.rtt_raw, self.rtt_raw_at = rtt_raw, now
+        if probe_rtt is not None:
+            self.probe_rtt, self.probe_rtt_at = probe_rtt, now
         self.report_at = now
         self.reports += 1
         if packets_lost is None or highest_sequence is None:

@@ -9,13 +9,20 @@ import time
 from typing import Any
 
 import pytest
-from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from rooms.budget import plan, relay_costs
 from rooms.frames import EncodedFrame
 from rooms.linkprobe import probe
 from rooms.retransmit import FLOOR_KBIT, MAX_AGE, SHARE, RepairBudget, age_of
-from rooms.roundtrip import RoundTrips, lsr_of
+from rooms.roundtrip import RoundTrips, lsr_of, record_reports, send_report_now
 from rooms.router import Producer
 from rooms.tiers import CEILING_KBIT, HIGH, LOW, LOWEST, Tiers
 
@@ -104,7 +111,7 @@ class _Sender:
             "rtp_history": history,
             "rtp_header_extensions_map": HeaderExtensionsMap(),
             "rtx_sequence_number": 0,
-            "ntp_timestamp": 0x1234_0000_0000_0000,
+            "ntp_timestamp": 0x1234_5678_9ABC_0000,
             "rtp_timestamp": 0,
             "packet_count": 100,
             "octet_count": 110_000,
@@ -131,7 +138,7 @@ async def test_a_probe_sends_about_the_rate_it_asks_and_a_report_behind_it() -> 
         assert len(sender.transport.sent) == sent // len(sender.transport.sent[0])
         # A sender report right behind it, remembered as aiortc's last.
         assert len(sender.reports) == 1
-        assert sender._RTCRtpSender__lsr == lsr_of(0x1234_0000_0000_0000)  # type: ignore[attr-defined]
+        assert sender._RTCRtpSender__lsr == lsr_of(0x1234_5678_9ABC_0000)  # type: ignore[attr-defined]
 
 
 async def _flowing(producer: Producer, kbit: float, now: float, layered: bool = False) -> None:
@@ -176,3 +183,27 @@ async def test_a_child_links_measured_cap_limits_what_crosses_it_and_prices_miss
     assert (tight.high, tight.low_base_only) == (None, True)
     for producer in (high, low, audio):
         await producer.close()
+
+
+async def test_a_routine_report_waits_while_the_one_behind_a_probe_is_unanswered() -> None:
+    sender = _Sender()
+    trips = RoundTrips()
+    record_reports(sender, trips)
+    await send_report_now(sender)  # behind a probe
+    probe_lsr = lsr_of(0x1234_5678_9ABC_0000)
+    assert trips.behind_probe == probe_lsr
+    # aiortc's own report a moment later would take the answer: it is held back.
+    sender._RTCRtpSender__ntp_timestamp = 0x1235_8765_4321_0000  # type: ignore[attr-defined]
+    routine = RtcpSrPacket(
+        ssrc=sender._ssrc, sender_info=RtcpSenderInfo(0x1235_8765_4321_0000, 0, 0, 0)
+    )
+    await sender._send_rtcp([routine])
+    assert [isinstance(p, RtcpSrPacket) for p in sender.reports] == [True]
+    # The answer to the probe's report: its own round trip, and routine reports go again.
+    rtt = trips.answered(probe_lsr, 0, time.time() + 0.2)
+    assert rtt is not None
+    assert rtt == pytest.approx(0.2, abs=0.05)
+    assert trips.probe_answer == rtt
+    assert trips.behind_probe is None
+    await sender._send_rtcp([routine])
+    assert len(sender.reports) == 2
