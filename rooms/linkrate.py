@@ -10,8 +10,9 @@ in ``auto``, picks its tier (rooms/tiers.py):
   trip up 100 ms, or 8 points above the least loss of the last 30 s, since a line's own
   random loss is no reason to send less; a round trip 250 ms above the link's own lowest;
   a browser's REMB under what is being sent; or a freeze the page reported) on two ticks
-  in a row,
-  or one tick of severe trouble, moves the receiver one tier down; a tier change needs a
+  in a row, or one tick of severe trouble (a long freeze, loss of 20% over the window or
+  40% between the last two reports: a line that just dropped), moves the receiver one
+  tier down; a tier change needs a
   keyframe, so the estimate then waits ``SETTLE`` s before it judges again;
 - **up slowly**: after ``hold`` seconds without trouble it first probes the link at the
   rate the tier above would add (rooms/linkprobe.py), in steps, each judged on the answer
@@ -57,6 +58,11 @@ LOSS_FAIR = 0.02
 # counts as trouble with the round trip rising too, or this far above the line's floor (the
 # least loss of the last RTT_WINDOW).
 LOSS_RISE = 0.08
+# Severe at once: this share lost between a receiver's last two reports (with at least
+# BURST_MIN_EXPECTED packets in them, the latest younger than BURST_FRESH s).
+LOSS_BURST = 0.4
+BURST_MIN_EXPECTED = 30
+BURST_FRESH = 1.5
 MIN_EXPECTED = 50  # packets: fewer, and the pooled loss falls back to the reports' own
 RTT_TROUBLE = 0.25  # seconds above the lowest round trip of the last RTT_WINDOW
 RTT_SEVERE = 0.40
@@ -155,6 +161,7 @@ class LinkEstimate:
         self._rtts: deque[tuple[float, float]] = deque()
         self._losses: deque[tuple[float, float]] = deque()
         self._loss_pooled = False
+        self.loss_burst = 0.0
         self._sent_bytes: int | None = None
         self._sent_at = now
 
@@ -209,6 +216,14 @@ class LinkEstimate:
             self.loss = min(1.0, lost / expected)
         else:
             self.loss = max((f.loss for f in fresh), default=0.0)
+        # The last interval alone: a line that just dropped (a modem falling back) loses
+        # most of what is sent at once, and the window would take seconds to say so.
+        lost = expected = 0
+        for f in fresh:
+            if now - f.report_at < BURST_FRESH:
+                f_lost, f_expected = f.last_interval()
+                lost, expected = lost + f_lost, expected + f_expected
+        self.loss_burst = lost / expected if expected >= BURST_MIN_EXPECTED else 0.0
         if fresh:
             self._losses.append((now, self.loss))
         while self._losses and now - self._losses[0][0] > RTT_WINDOW:
@@ -263,6 +278,8 @@ class LinkEstimate:
             # long one (over a second of frozen picture since the last report) is severe.
             long = client.new_freeze_seconds > LONG_FREEZE
             return (2 if long else 1), "freeze"
+        if self.loss_burst >= LOSS_BURST:
+            return 2, f"loss {self.loss_burst:.0%} in the last report"
         if self.loss >= LOSS_SEVERE and self._loss_pooled:  # not one report of a few packets
             return 2, f"loss {self.loss:.0%}"
         inflation = self.rtt_inflation

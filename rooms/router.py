@@ -283,6 +283,15 @@ class Feedback:
         _, lost1, seq1 = self._history[-1]
         return max(0, lost1 - lost0), max(0, seq1 - seq0)
 
+    def last_interval(self) -> tuple[int, int]:
+        """Packets lost and expected between the last two reports alone: what the link
+        did in the last second or so, before the window smooths it."""
+        if len(self._history) < 2:
+            return 0, 0
+        _, lost0, seq0 = self._history[-2]
+        _, lost1, seq1 = self._history[-1]
+        return max(0, lost1 - lost0), max(0, seq1 - seq0)
+
     def remb(self, bps: int, now: float) -> None:
         self.remb_kbit = bps / 1000
         self.remb_at = now

@@ -371,3 +371,23 @@ def test_audio_goes_with_the_frame_before_it_as_red_while_the_link_loses() -> No
     # After a pause longer than the offset can say (DTX), the frame goes alone.
     assert packer.pack_forwarded(third) == ([b"C" * 70], 2880 + 20000, None)
     assert consumer.redundant_frames == 1
+
+
+def test_a_line_that_drops_is_left_at_its_first_report_of_heavy_loss() -> None:
+    """A modem falling back from 2 Mbit/s to 256 kbit/s drops most of the high tier at once:
+    the last interval's loss moves the tier down, without waiting for the window."""
+    now = time.monotonic()
+    estimate = LinkEstimate(now)
+    estimate.tier = HIGH
+    feedback = Feedback()
+    t, seq, lost = now + 10, 0, 0
+    for _ in range(4):  # a clean line, a report a second
+        t, seq = t + 1.0, seq + 100
+        feedback.report(0, 0, 0.02, t, lost, seq)
+        estimate.update([feedback], 0, t)
+    assert estimate.tier == HIGH
+    t, seq, lost = t + 1.0, seq + 100, lost + 60  # then 60 of the next 100 lost
+    feedback.report(153, 0, 0.02, t, lost, seq)
+    estimate.update([feedback], 0, t)
+    assert estimate.tier == LOW
+    assert "last report" in estimate.reason
