@@ -7,7 +7,7 @@ decoded, freezes). From these it calls the link *good*, *fair* or *poor* and, fo
 in ``auto``, picks its tier (rooms/tiers.py):
 
 - **down at once**: trouble (loss of 10% or more that rose with the rate: with the round
-  trip up 100 ms, or 8 points above the least loss of the last 30 s, since a line's own
+  trip up 100 ms and 8 points above the least loss of the last 30 s, since a line's own
   random loss is no reason to send less; a round trip 250 ms above the link's own lowest;
   a browser's REMB under what is being sent; or a freeze the page reported) on two ticks
   in a row, or one tick of severe trouble (a long freeze, loss of 20% over the window or
@@ -55,7 +55,7 @@ LOSS_TROUBLE = 0.10
 LOSS_SEVERE = 0.20
 LOSS_FAIR = 0.02
 # Loss alone is the line's own (a radio link loses packets at any rate) unless it rose: it
-# counts as trouble with the round trip rising too, or this far above the line's floor (the
+# counts as trouble with the round trip rising too and this far above the line's floor (the
 # least loss of the last RTT_WINDOW).
 LOSS_RISE = 0.08
 # Severe at once: this share lost between a receiver's last two reports (with at least
