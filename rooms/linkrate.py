@@ -386,7 +386,9 @@ class LinkEstimate:
                             self.probe_seconds,
                             self._probe_rise(feedbacks) * 1000,
                         )
-                        if self._probe_kbit < extra:  # the step passed: the next, bigger
+                        # The step passed. Short of the tier's own cost (``extra`` has a
+                        # margin on it, and it rises while a publisher ramps up): the next.
+                        if self._probe_kbit * PROBE_MARGIN < extra:
                             step = min(extra, self._probe_kbit * PROBE_GROWTH)
                             self._probe(now, step, self._probe_step + 1)
                         else:

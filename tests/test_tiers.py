@@ -18,6 +18,7 @@ from rooms.linkrate import (
     PROBE_FAILED_HOLD,
     PROBE_FIRST_SHARE,
     PROBE_GROWTH,
+    PROBE_MARGIN,
     TICK,
     LinkEstimate,
 )
@@ -330,7 +331,7 @@ def test_a_tier_above_is_probed_first_and_a_full_line_keeps_the_tier() -> None:
     assert estimate.tier == LOW
     assert estimate.hold == PROBE_FAILED_HOLD * HOLD_FIRST
     # On a line with room the next probe climbs, each step at most PROBE_GROWTH times the
-    # one before, to the whole difference; then the tier goes up.
+    # one before, until a step carries the tier's whole cost; then the tier goes up.
     estimate.probe_request = None
     steps = []
     while estimate.tier != HIGH:
@@ -340,7 +341,7 @@ def test_a_tier_above_is_probed_first_and_a_full_line_keeps_the_tier() -> None:
             steps.append(estimate.probe_request)
         estimate.probe_request = None
         assert t < now + 60, "never moved up"
-    assert steps[-1] == pytest.approx((700 - 120) * 1.2)
+    assert steps[-1] * PROBE_MARGIN >= (700 - 120) * 1.2, steps
     assert len(steps) >= 2
     for smaller, bigger in itertools.pairwise(steps):
         assert smaller < bigger <= PROBE_GROWTH * smaller + 1e-9
