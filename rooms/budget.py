@@ -37,10 +37,7 @@ class SlotPlan:
 
 
 def _kbit(producer: Producer | None, now: float, base: bool = False) -> float:
-    if producer is None:
-        return 0.0
-    meter = producer.base_rate if base and producer.layered else producer.rate
-    return meter.kbit(now)
+    return 0.0 if producer is None else producer.kbit(now, base)
 
 
 def plan(

@@ -259,11 +259,15 @@ class LinkEstimate:
         now (a rise is not known before there is something to rise from)."""
         return min((loss for _, loss in self._losses), default=self.loss)
 
+    def _rtt_floor(self) -> float:
+        """The lowest round trip of the last ``RTT_WINDOW`` (there must be one)."""
+        return min(r for _, r in self._rtts)
+
     @property
     def rtt_inflation(self) -> float:
         if self.rtt is None or not self._rtts:
             return 0.0
-        return max(0.0, self.rtt - min(r for _, r in self._rtts))
+        return max(0.0, self.rtt - self._rtt_floor())
 
     # -- the judgement ----------------------------------------------------------------------
 
@@ -427,7 +431,7 @@ class LinkEstimate:
         ]
         if not since or not self._rtts:
             return self.rtt_inflation
-        return max(self.rtt_inflation, max(since) - min(r for _, r in self._rtts))
+        return max(self.rtt_inflation, max(since) - self._rtt_floor())
 
     def _down(self, now: float) -> None:
         index = TIERS.index(self.tier)

@@ -28,8 +28,6 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self._sent: OrderedDict[int, float] = OrderedDict()
-        self.last: float | None = None  # seconds, the latest measured
-        self.last_at = 0.0  # time.monotonic() of it
         # The report sent right behind a probe, and the round trip its answer gave.
         self.behind_probe: int | None = None
         self.behind_sent_at = 0.0
@@ -59,7 +57,6 @@ class RoundTrips:
         rtt = at - sent - dlsr / 65536
         if rtt < 0 or rtt > 10:
             return None  # a clock step, or a stale echo
-        self.last, self.last_at = rtt, time.monotonic()
         if lsr == self.behind_probe:
             self.behind_probe, self.probe_answer = None, rtt
         return rtt

@@ -83,6 +83,10 @@ class Producer:
         for listener in self.listeners:
             listener(frame)
 
+    def kbit(self, now: float, base: bool = False) -> float:
+        """kbit/s it carries now; ``base``: its base layer alone (all of it if unlayered)."""
+        return (self.base_rate if base and self.layered else self.rate).kbit(now)
+
     def flowing(self, now: float | None = None) -> bool:
         """Frames arrived lately: the producer can stand for its tier."""
         if self.closed or self.last_frame_at is None:

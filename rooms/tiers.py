@@ -73,8 +73,7 @@ class Tiers:
         if not own.flowing(now):
             others = (p for p in (self.high, self.low) if p is not None and p is not own)
             return CEILING_KBIT[tier] if any(p.flowing(now) for p in others) else 0.0
-        meter = own.base_rate if base and own.layered else own.rate
-        return meter.kbit(now)
+        return own.kbit(now, base)
 
     def any(self) -> Producer | None:
         return self.high or self.low
